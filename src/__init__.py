@@ -1,0 +1,1 @@
+"""GAN image translation for MRI: super-resolution and sim-to-real, as a DVC pipeline."""

@@ -1,0 +1,1 @@
+"""Differentiable augmentation for discriminators (DiffAugment)."""

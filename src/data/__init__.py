@@ -1,0 +1,1 @@
+"""Reading medical images, normalising, slicing, splitting, degrading and simulating them."""

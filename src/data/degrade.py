@@ -1,0 +1,107 @@
+"""Low-resolution simulation and the naive upsampling that matches it.
+
+Images are tensors (N, C, H, W) in the model range [-1, 1] with background at -1.
+The k-space operations work on the physical intensity (x + 1) / 2, so that the
+background is 0 signal, as it is in a magnitude MR image.
+
+`kspace` degradation is what a lower acquisition matrix does: keep the central
+(H/scale, W/scale) block of the 2-D Fourier transform. Its matching naive
+reconstruction is zero-filling that block back to (H, W) (sinc interpolation, with
+its Gibbs ringing). `bicubic` is the natural-image convention (antialiased bicubic
+down, bicubic up). Evaluating a model against the baseline that matches the
+degradation is what keeps baselines honest (see shared notes: zero-fill vs bicubic
+up of k-space LR differ by >3 dB).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+DEGRADATIONS = ("kspace", "bicubic")
+
+
+def _check(images: torch.Tensor, scale: int) -> None:
+    if images.ndim != 4:
+        raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
+    if scale < 1:
+        raise ValueError(f"scale must be >= 1, got {scale}")
+
+
+def _centre_slice(full: int, kept: int) -> slice:
+    start = full // 2 - kept // 2
+    return slice(start, start + kept)
+
+
+def kspace_downsample(hr_img: torch.Tensor, scale: int) -> torch.Tensor:
+    """Truncate k-space to the central (H/scale, W/scale) block.
+
+    hr_img: (N, C, H, W) in [-1, 1], H and W divisible by `scale`.
+    Returns (N, C, H/scale, W/scale) in the same intensity scale; the image mean is
+    preserved exactly (the DC coefficient is kept and the inverse FFT is rescaled by
+    the ratio of matrix sizes). The real part is kept: the truncated spectrum of a
+    real image is Hermitian except on the new Nyquist row/column, so the imaginary
+    part is that row's leakage, not signal. Output may overshoot [-1, 1] (Gibbs).
+    """
+    _check(hr_img, scale)
+    n, c, h, w = hr_img.shape
+    if h % scale or w % scale:
+        raise ValueError(f"image size {h}x{w} is not divisible by scale {scale}")
+    lh, lw = h // scale, w // scale
+    signal = (hr_img.float() + 1.0) / 2.0
+    spectrum = torch.fft.fftshift(torch.fft.fft2(signal), dim=(-2, -1))
+    kept = spectrum[..., _centre_slice(h, lh), _centre_slice(w, lw)]
+    low = torch.fft.ifft2(torch.fft.ifftshift(kept, dim=(-2, -1))).real
+    low = low * (lh * lw) / (h * w)
+    return (low * 2.0 - 1.0).to(hr_img.dtype)
+
+
+def kspace_zero_fill_upsample(lr_img: torch.Tensor, scale: int) -> torch.Tensor:
+    """Zero-filled reconstruction: pad the LR spectrum to (H*scale, W*scale).
+
+    The inverse of `kspace_downsample` on the kept band: applying
+    `kspace_downsample(kspace_zero_fill_upsample(x, s), s)` returns x.
+    """
+    _check(lr_img, scale)
+    n, c, lh, lw = lr_img.shape
+    h, w = lh * scale, lw * scale
+    signal = (lr_img.float() + 1.0) / 2.0
+    spectrum = torch.fft.fftshift(torch.fft.fft2(signal), dim=(-2, -1))
+    padded = spectrum.new_zeros((n, c, h, w))
+    padded[..., _centre_slice(h, lh), _centre_slice(w, lw)] = spectrum
+    high = torch.fft.ifft2(torch.fft.ifftshift(padded, dim=(-2, -1))).real
+    high = high * (h * w) / (lh * lw)
+    return (high * 2.0 - 1.0).to(lr_img.dtype)
+
+
+def bicubic_downsample(hr_img: torch.Tensor, scale: int) -> torch.Tensor:
+    """Antialiased bicubic decimation (the MATLAB `imresize` convention)."""
+    _check(hr_img, scale)
+    h, w = hr_img.shape[-2:]
+    if h % scale or w % scale:
+        raise ValueError(f"image size {h}x{w} is not divisible by scale {scale}")
+    return F.interpolate(hr_img, size=(h // scale, w // scale), mode="bicubic", antialias=True, align_corners=False)
+
+
+def bicubic_upsample(lr_img: torch.Tensor, scale: int) -> torch.Tensor:
+    _check(lr_img, scale)
+    h, w = lr_img.shape[-2:]
+    return F.interpolate(lr_img, size=(h * scale, w * scale), mode="bicubic", align_corners=False)
+
+
+def degrade(hr_img: torch.Tensor, scale: int, degradation: str) -> torch.Tensor:
+    """HR (N, C, H, W) -> LR (N, C, H/scale, W/scale) by the named degradation."""
+    if degradation == "kspace":
+        return kspace_downsample(hr_img, scale)
+    if degradation == "bicubic":
+        return bicubic_downsample(hr_img, scale)
+    raise ValueError(f"unknown degradation {degradation!r}; expected one of {DEGRADATIONS}")
+
+
+def naive_upsample(lr_img: torch.Tensor, scale: int, degradation: str) -> torch.Tensor:
+    """The baseline reconstruction that matches `degradation` (zero-fill or bicubic)."""
+    if degradation == "kspace":
+        return kspace_zero_fill_upsample(lr_img, scale)
+    if degradation == "bicubic":
+        return bicubic_upsample(lr_img, scale)
+    raise ValueError(f"unknown degradation {degradation!r}; expected one of {DEGRADATIONS}")

@@ -1,0 +1,1 @@
+"""Adversarial, perceptual and semantic-consistency losses."""

@@ -1,0 +1,1 @@
+"""Image quality, distribution distances, segmentation and uncertainty metrics."""

@@ -1,0 +1,1 @@
+"""Networks: SR generator, patch discriminators, CycleGAN generator, U-Net segmenter."""

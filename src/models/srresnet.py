@@ -1,0 +1,80 @@
+"""SRResNet generator without batch norm, learning a residual over the degradation's naive upsampling.
+
+Architecture: SRResNet (Ledig et al. 2017, "Photo-Realistic Single Image Super-Resolution
+Using a GAN") in the BasicSR `MSRResNet` form (Wang et al. 2018, ESRGAN: no batch norm,
+Kaiming init scaled by 0.1 so each residual block starts near identity), keeping SRResNet's
+conv + skip over the residual trunk. The global skip adds `naive_upsample` of the matching
+degradation (zero-fill for k-space, bicubic for bicubic) instead of MSRResNet's bilinear,
+so an untrained network already equals the honest baseline and learns only what it misses.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from src.data.degrade import DEGRADATIONS, naive_upsample
+
+
+def _init_scaled_kaiming(conv: nn.Conv2d, scale: float = 0.1) -> None:
+    """BasicSR `default_init_weights`: Kaiming normal (fan_in, ReLU gain) times `scale`, zero bias."""
+    nn.init.kaiming_normal_(conv.weight)
+    with torch.no_grad():
+        conv.weight.mul_(scale)
+    nn.init.zeros_(conv.bias)
+
+
+class ResidualBlockNoBN(nn.Module):
+    """x + conv(relu(conv(x))), no batch norm (Lim et al. 2017, EDSR; ESRGAN: BN causes artefacts in SR)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.relu = nn.ReLU()
+        _init_scaled_kaiming(self.conv1)
+        _init_scaled_kaiming(self.conv2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.relu(self.conv1(x)))
+
+
+class SRResNet(nn.Module):
+    """lr_img (N, C, h, w) in [-1, 1] -> sr_img (N, C, h*scale, w*scale) = naive_upsample(lr_img) + residual.
+
+    scale: a power of 2 (>= 2); one conv + PixelShuffle(2) stage per factor 2 (Shi et al.
+    2016). degradation: "kspace" or "bicubic", selecting the global skip. No output tanh:
+    the residual may push values past [-1, 1]; evaluation clamps, training does not.
+    """
+
+    def __init__(self, scale: int, degradation: str, channels: int = 64, blocks: int = 16, in_channels: int = 1) -> None:
+        super().__init__()
+        if scale < 2 or scale & (scale - 1):
+            raise ValueError(f"scale must be a power of 2 (2, 4, 8, ...), got {scale}")
+        if degradation not in DEGRADATIONS:
+            raise ValueError(f"unknown degradation {degradation!r}; expected one of {DEGRADATIONS}")
+        self.scale = scale
+        self.degradation = degradation
+        self.conv_first = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.body = nn.Sequential(*[ResidualBlockNoBN(channels) for _ in range(blocks)])
+        self.conv_body = nn.Conv2d(channels, channels, 3, padding=1)
+        upsample: list[nn.Module] = []
+        for _ in range(int(math.log2(scale))):
+            upsample += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2), nn.LeakyReLU(0.1)]
+        self.upsample = nn.Sequential(*upsample)
+        self.conv_hr = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv_last = nn.Conv2d(channels, in_channels, 3, padding=1)
+        self.lrelu = nn.LeakyReLU(0.1)
+        for conv in (self.conv_first, self.conv_body, self.conv_hr, self.conv_last):
+            _init_scaled_kaiming(conv)
+        for module in self.upsample:
+            if isinstance(module, nn.Conv2d):
+                _init_scaled_kaiming(module)
+
+    def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
+        feat = self.lrelu(self.conv_first(lr_img))
+        trunk = self.conv_body(self.body(feat)) + feat
+        residual = self.conv_last(self.lrelu(self.conv_hr(self.upsample(trunk))))
+        return naive_upsample(lr_img, self.scale, self.degradation) + residual

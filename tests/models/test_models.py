@@ -1,0 +1,188 @@
+"""Tests for the networks: SRResNet, PatchDiscriminator, ResnetGenerator, smp U-Net builder."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.nn.utils import parametrize
+
+from src.data.degrade import degrade, naive_upsample
+from src.models.cyclegan import ResnetGenerator
+from src.models.discriminators import PatchDiscriminator, receptive_field
+from src.models.segmenter import build_unet
+from src.models.srresnet import SRResNet
+
+
+def _images(shape, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(shape, generator=generator) * 2 - 1
+
+
+# SRResNet
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_srresnet_output_shape(scale):
+    net = SRResNet(scale, "bicubic", channels=8, blocks=2)
+    lr_img = _images((2, 1, 6, 10))
+    assert net(lr_img).shape == (2, 1, 6 * scale, 10 * scale)
+    assert sum(isinstance(m, nn.PixelShuffle) for m in net.modules()) == {2: 1, 4: 2, 8: 3}[scale]
+
+
+@pytest.mark.parametrize("degradation", ["kspace", "bicubic"])
+def test_srresnet_global_skip_is_naive_upsample(degradation):
+    torch.manual_seed(0)
+    net = SRResNet(4, degradation, channels=8, blocks=2)
+    nn.init.zeros_(net.conv_last.weight)
+    nn.init.zeros_(net.conv_last.bias)
+    lr_img = degrade(_images((2, 1, 32, 32)), 4, degradation)
+    assert torch.equal(net(lr_img), naive_upsample(lr_img, 4, degradation))
+
+
+def test_srresnet_has_no_batchnorm_and_trains():
+    net = SRResNet(2, "kspace", channels=8, blocks=3)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    lr_img = _images((2, 1, 8, 8))
+    net(lr_img).square().mean().backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
+@pytest.mark.parametrize("scale", [1, 3, 6])
+def test_srresnet_rejects_non_power_of_two(scale):
+    with pytest.raises(ValueError, match="power of 2"):
+        SRResNet(scale, "bicubic")
+
+
+def test_srresnet_rejects_unknown_degradation():
+    with pytest.raises(ValueError, match="gaussian"):
+        SRResNet(2, "gaussian")
+
+
+# PatchDiscriminator
+
+
+def test_receptive_field():
+    assert receptive_field(3) == 70
+    assert receptive_field(1) == 16 and receptive_field(2) == 34 and receptive_field(5) == 286
+
+
+@pytest.mark.parametrize("size", [(64, 64), (96, 96), (64, 96)])
+def test_patch_discriminator_sizes(size):
+    d = PatchDiscriminator(channels=8, n_layers=3)
+    logits = d(_images((2, 1, *size)))
+    assert logits.shape == (2, 1, size[0] // 8 - 2, size[1] // 8 - 2)
+
+
+def test_patch_discriminator_output_6x6_at_64px_and_rejects_70px():
+    d = PatchDiscriminator(channels=8, n_layers=3, spectral_norm=False)
+    assert d(_images((1, 1, 64, 64))).shape == (1, 1, 6, 6)
+    with pytest.raises(ValueError, match="70x70"):
+        d(_images((1, 1, 70, 70)))
+    with pytest.raises(ValueError, match="64x70"):
+        d(_images((1, 1, 64, 70)))
+    with pytest.raises(ValueError, match="too small"):
+        d(_images((1, 1, 16, 16)))
+
+
+def test_patch_discriminator_measured_receptive_field():
+    torch.manual_seed(0)
+    d = PatchDiscriminator(channels=4, n_layers=3, spectral_norm=False, norm="none")
+    images = _images((1, 1, 128, 128)).requires_grad_(True)
+    logits = d(images)
+    logits[0, 0, 7, 7].backward()
+    rows = images.grad[0, 0].abs().sum(dim=1).nonzero()
+    cols = images.grad[0, 0].abs().sum(dim=0).nonzero()
+    assert rows.max() - rows.min() + 1 <= receptive_field(3)
+    assert cols.max() - cols.min() + 1 <= receptive_field(3)
+    # Padding-free interior logit: its support spans the full field (up to zero-crossing pixels at the rim).
+    assert rows.max() - rows.min() + 1 >= receptive_field(3) - 2
+
+
+def test_patch_discriminator_spectral_norm_and_norm_choice():
+    with_sn = PatchDiscriminator(channels=8, n_layers=3, spectral_norm=True)
+    convs = [m for m in with_sn.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 5
+    assert all(parametrize.is_parametrized(m, "weight") for m in convs)
+    assert not any(isinstance(m, nn.InstanceNorm2d) for m in with_sn.modules())
+
+    plain = PatchDiscriminator(channels=8, n_layers=3, spectral_norm=False)
+    assert not any(parametrize.is_parametrized(m) for m in plain.modules() if isinstance(m, nn.Conv2d))
+    assert sum(isinstance(m, nn.InstanceNorm2d) for m in plain.modules()) == 3
+
+    both = PatchDiscriminator(channels=8, n_layers=2, spectral_norm=True, norm="instance")
+    assert sum(isinstance(m, nn.InstanceNorm2d) for m in both.modules()) == 2
+    with pytest.raises(ValueError, match="batch"):
+        PatchDiscriminator(norm="batch")
+
+
+def test_patch_discriminator_channel_cap():
+    d = PatchDiscriminator(channels=2, n_layers=5, spectral_norm=False)
+    out_channels = [m.out_channels for m in d.modules() if isinstance(m, nn.Conv2d)]
+    assert out_channels == [2, 4, 8, 16, 16, 16, 1]
+
+
+# ResnetGenerator
+
+
+def test_resnet_generator_shape_range_and_no_transpose_conv():
+    torch.manual_seed(0)
+    g = ResnetGenerator(in_channels=1, channels=8, blocks=2)
+    images = _images((2, 1, 32, 48))
+    out = g(images)
+    assert out.shape == images.shape
+    assert out.abs().max() < 1
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in g.modules())
+    assert sum(isinstance(m, nn.Upsample) for m in g.modules()) == 2
+    assert isinstance(list(g.modules())[-1], nn.Tanh)
+
+
+def test_resnet_generator_default_is_junyanz_9_blocks_and_init():
+    torch.manual_seed(0)
+    g = ResnetGenerator()
+    assert sum(type(m).__name__ == "ResnetBlock" for m in g.modules()) == 9
+    weights = torch.cat([m.weight.flatten() for m in g.modules() if isinstance(m, nn.Conv2d)])
+    assert weights.std().item() == pytest.approx(0.02, rel=0.05)
+
+
+def test_resnet_generator_rejects_size_not_divisible_by_4():
+    with pytest.raises(ValueError, match="30x32"):
+        ResnetGenerator(channels=4, blocks=1)(_images((1, 1, 30, 32)))
+
+
+# U-Net segmenter
+
+
+def test_build_unet_random_init_output_shape():
+    model, description = build_unet("resnet18", 4, [32, 16, 8, 8], n_classes=4, encoder_weights_path=None)
+    assert description == "resnet18_random_init"
+    logits = model(_images((2, 1, 64, 48)))
+    assert logits.shape == (2, 4, 64, 48)
+
+
+def test_build_unet_loads_torchvision_resnet18(tmp_path):
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(weights=None).state_dict()
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference, path)
+    torch.manual_seed(1)
+    random_model, _ = build_unet("resnet18", 4, [32, 16, 8, 8], 3, None)
+    torch.manual_seed(1)
+    model, description = build_unet("resnet18", 4, [32, 16, 8, 8], 3, str(path))
+    assert description == "resnet18_imagenet"
+    encoder = model.encoder.state_dict()
+    assert torch.equal(encoder["conv1.weight"], reference["conv1.weight"].sum(dim=1, keepdim=True))
+    assert encoder["conv1.weight"].shape == (64, 1, 7, 7)
+    for key in ("layer1.0.conv1.weight", "layer4.1.conv2.weight", "bn1.running_var", "layer2.0.downsample.0.weight"):
+        assert torch.equal(encoder[key], reference[key])
+        assert not torch.equal(random_model.encoder.state_dict()[key], reference[key]) or key.endswith("running_var")
+    assert not torch.equal(random_model.encoder.state_dict()["conv1.weight"], encoder["conv1.weight"])
+    assert model(_images((1, 1, 32, 32))).shape == (1, 3, 32, 32)
+
+
+def test_build_unet_rejects_incomplete_weights(tmp_path):
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    del state["layer3.0.conv1.weight"]
+    path = tmp_path / "broken.pth"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="layer3.0.conv1.weight"):
+        build_unet("resnet18", 4, [32, 16, 8, 8], 3, str(path))
