@@ -1,0 +1,159 @@
+"""The one training loop: steps, logging, samples, checkpoint/resume and the NaN guard.
+
+The GAN algorithm itself lives in a step function (`sr_steps.py`, `cyclegan_step.py`);
+this loop only schedules it, so both families resume, log and recover the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from src.training.checkpoint import TrainState, load_checkpoint, restore, save_checkpoint, snapshot
+
+log = logging.getLogger(__name__)
+
+StepFn = Callable[[int], dict[str, float]]
+SampleFn = Callable[[int], np.ndarray]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training kept producing NaN/Inf losses after the allowed roll-backs."""
+
+
+class GeneratorState:
+    """Adapter so a torch.Generator (batch sampling) is checkpointed with the rest."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def state_dict(self) -> dict:
+        return {"state": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["state"])
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    total_steps: int
+    log_every: int
+    sample_every: int
+    checkpoint_every: int
+    max_nan_retries: int
+    resume: bool
+    desc: str
+
+
+def scale_learning_rates(state: TrainState, factor: float) -> None:
+    """Scale every optimiser's lr, and the schedulers' base lrs so the change survives `step()`."""
+    for optimizer in state.optimizers.values():
+        for group in optimizer.param_groups:
+            group["lr"] *= factor
+            if "initial_lr" in group:
+                group["initial_lr"] *= factor
+    for scheduler in state.schedulers.values():
+        scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
+
+
+def trim_metrics(live_dir: Path, first_dropped_step: int) -> None:
+    """Drop logged rows at or after `first_dropped_step` (they are re-run after a resume)."""
+    for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
+        with open(tsv, newline="") as f:
+            rows = list(csv.reader(f, delimiter="\t"))
+        if not rows:
+            continue
+        header, body = rows[0], rows[1:]
+        step_col = header.index("step")
+        kept = [r for r in body if int(r[step_col]) < first_dropped_step]
+        with open(tsv, "w", newline="") as f:
+            csv.writer(f, delimiter="\t", lineterminator="\n").writerows([header, *kept])
+
+
+def try_resume(state: TrainState, checkpoint_path: Path, fingerprint: str, resume: bool) -> bool:
+    """Load the checkpoint when resuming is allowed and its params fingerprint matches."""
+    if not checkpoint_path.exists():
+        return False
+    if not resume:
+        log.info("train.resume is false: ignoring %s and starting fresh", checkpoint_path)
+        return False
+    checkpoint = load_checkpoint(checkpoint_path)
+    if checkpoint["fingerprint"] != fingerprint:
+        log.info("training params or data changed since %s was written: starting fresh", checkpoint_path)
+        return False
+    state.load_state_dict(checkpoint["state"])
+    log.info("resuming from %s at step %d (phase %r)", checkpoint_path, state.step, state.phase)
+    return True
+
+
+def fit(
+    state: TrainState,
+    step_fn: StepFn,
+    settings: LoopSettings,
+    checkpoint_path: Path,
+    fingerprint: str,
+    live,
+    sample_fn: SampleFn | None = None,
+) -> TrainState:
+    """Run `step_fn(step)` from `state.step` to `settings.total_steps`.
+
+    `step_fn` returns a stats dict ({"d/adv": ..., "g/percep": ...}); stats are averaged
+    over `log_every` steps and logged to dvclive at the last step of each window. A
+    non-finite stat rolls the state back to the last good snapshot, halves the learning
+    rates and retries; after `max_nan_retries` roll-backs it raises NonFiniteLossError.
+    """
+    last_good = snapshot(state)
+    retries = 0
+    window: dict[str, list[float]] = defaultdict(list)
+    bar = tqdm(total=settings.total_steps, initial=state.step, desc=settings.desc, dynamic_ncols=True)
+    while state.step < settings.total_steps:
+        step = state.step
+        stats = step_fn(step)
+        bad = [k for k, v in stats.items() if not math.isfinite(v)]
+        if bad:
+            retries += 1
+            if retries > settings.max_nan_retries:
+                bar.close()
+                raise NonFiniteLossError(
+                    f"{settings.desc}: non-finite {', '.join(bad)} at step {step} after {settings.max_nan_retries} "
+                    f"roll-backs with halved learning rates; lower the learning rate or loss weights")
+            restore(state, last_good)
+            scale_learning_rates(state, 0.5)
+            last_good = snapshot(state)
+            window.clear()
+            log.warning("non-finite %s at step %d: rolled back to step %d and halved the learning rates (retry %d/%d)",
+                        ", ".join(bad), step, state.step, retries, settings.max_nan_retries)
+            live.log_metric("train/nan_rollbacks", retries, plot=False)
+            bar.n = state.step
+            bar.refresh()
+            continue
+        state.step = step + 1
+        bar.update(1)
+        for key, value in stats.items():
+            window[key].append(value)
+        done = state.step == settings.total_steps
+        if state.step % settings.log_every == 0 or done:
+            means = {k: float(np.mean(v)) for k, v in window.items()}
+            live.step = step
+            for key, value in means.items():
+                live.log_metric(key, value)
+            live.make_summary()
+            bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:4]})
+            window.clear()
+        if sample_fn is not None and (state.step % settings.sample_every == 0 or done):
+            # The step in the file name gives DVC/Studio an image slider over training.
+            live.log_image(f"samples/{state.step:06d}.png", sample_fn(state.step))
+        if state.step % settings.checkpoint_every == 0 or done:
+            save_checkpoint(checkpoint_path, state, fingerprint)
+            last_good = snapshot(state)
+    bar.close()
+    return state
