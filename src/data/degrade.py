@@ -39,9 +39,12 @@ def kspace_downsample(hr_img: torch.Tensor, scale: int) -> torch.Tensor:
     hr_img: (N, C, H, W) in [-1, 1], H and W divisible by `scale`.
     Returns (N, C, H/scale, W/scale) in the same intensity scale; the image mean is
     preserved exactly (the DC coefficient is kept and the inverse FFT is rescaled by
-    the ratio of matrix sizes). The real part is kept: the truncated spectrum of a
-    real image is Hermitian except on the new Nyquist row/column, so the imaginary
-    part is that row's leakage, not signal. Output may overshoot [-1, 1] (Gibbs).
+    the ratio of matrix sizes). The LR Nyquist row/column (frequency -size/2 of an
+    even-sized block) is zeroed: it has no +size/2 partner inside the block, so
+    keeping it would make the band non-Hermitian, the LR image complex, and
+    zero-filling not invertible. With it zeroed the block is Hermitian, the inverse
+    FFT is real (up to rounding) and `kspace_downsample(kspace_zero_fill_upsample(x))`
+    returns x. Output may overshoot [-1, 1] (Gibbs).
     """
     _check(hr_img, scale)
     n, c, h, w = hr_img.shape
@@ -50,7 +53,11 @@ def kspace_downsample(hr_img: torch.Tensor, scale: int) -> torch.Tensor:
     lh, lw = h // scale, w // scale
     signal = (hr_img.float() + 1.0) / 2.0
     spectrum = torch.fft.fftshift(torch.fft.fft2(signal), dim=(-2, -1))
-    kept = spectrum[..., _centre_slice(h, lh), _centre_slice(w, lw)]
+    kept = spectrum[..., _centre_slice(h, lh), _centre_slice(w, lw)].clone()
+    if lh % 2 == 0:
+        kept[..., 0, :] = 0
+    if lw % 2 == 0:
+        kept[..., :, 0] = 0
     low = torch.fft.ifft2(torch.fft.ifftshift(kept, dim=(-2, -1))).real
     low = low * (lh * lw) / (h * w)
     return (low * 2.0 - 1.0).to(hr_img.dtype)

@@ -1,0 +1,83 @@
+"""DVC stage `template`: copy the MNI152 2009a template shipped inside nilearn into data/raw/mni152/.
+
+The files come from the installed package (importlib.resources), never from a download:
+the T1 template and the grey- and white-matter probability maps (1 mm, 197x233x189,
+stored as uint8 0..255). The copy is atomic: the files are written into a temporary
+folder next to the target, which is then renamed over it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+OUT_DIR = Path("data/raw/mni152")
+PACKAGE = "nilearn"
+DATA = ("datasets", "data")  # resolved under the package, so nilearn.datasets (slow) is never imported
+FILES = {
+    "t1.nii.gz": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+    "gm.nii.gz": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
+    "wm.nii.gz": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
+}
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Rename `tmp` over `final`; each rename is atomic, and a failed swap restores `final`."""
+    old = final.with_name(f".{final.name}-old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    try:
+        tmp.rename(final)
+    except OSError:
+        if old.exists() and not final.exists():
+            old.rename(final)
+        raise
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def copy_template(out_dir: Path = OUT_DIR) -> list[Path]:
+    """Copy the three template files into `out_dir` (replacing it); returns the written paths."""
+    data = importlib.resources.files(PACKAGE).joinpath(*DATA)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-tmp-", dir=out_dir.parent))
+    tmp.chmod(0o755)  # mkdtemp makes 0700 folders
+    try:
+        for target, source in FILES.items():
+            resource = data / source
+            if not resource.is_file():
+                raise FileNotFoundError(f"{resource}: not in the installed nilearn package")
+            with resource.open("rb") as src, (tmp / target).open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+        _replace_dir(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return [out_dir / name for name in FILES]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m src.template",
+        description="Reads the MNI152 2009a symmetric template (T1, grey- and white-matter probability maps) "
+                    f"from the installed nilearn package (nilearn/datasets/data) and writes {OUT_DIR}/t1.nii.gz, "
+                    "gm.nii.gz and wm.nii.gz (an atomic copy; no download).")
+    parser.parse_args(argv)
+    try:
+        written = copy_template()
+    except (OSError, ModuleNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The spin-echo MR simulator (src/data/mr_simulator.py)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from datatest_helpers import REPO
+
+from src.config import load_params
+from src.data.labels import CSF, GM, WM
+from src.data.mr_simulator import (elastic_deform_labels, signal_intensities, simulate, spin_echo_signal,
+                                   tissue_parameters)
+
+SIM = load_params(REPO / "params.yaml").data.sim
+
+
+@pytest.mark.parametrize("field_strength", [1.5, 3.0])
+def test_t1_weighted_contrast_order_at_default_tr_te(field_strength):
+    s = signal_intensities(field_strength, SIM.tr_ms, SIM.te_ms)
+    assert s[WM] > s[GM] > s[CSF] > s[0] == 0.0
+
+
+def test_signal_equation_by_hand():
+    # BrainWeb WM at 1.5 T, TR 500, TE 15: 0.77 (1 - e^-1) e^(-15/70)
+    assert spin_echo_signal(0.77, 500, 70, 500, 15) == pytest.approx(0.77 * (1 - np.exp(-1)) * np.exp(-15 / 70))
+    assert tissue_parameters(1.5)[WM] == {"name": "wm", "t1_ms": 500.0, "t2_ms": 70.0, "pd": 0.77}
+    assert tissue_parameters(3.0)[GM]["t1_ms"] == 1331.0
+    # T2-weighting (long TR, long TE) reverses the order: CSF brightest.
+    t2w = signal_intensities(1.5, 4000, 100)
+    assert t2w[CSF] > t2w[GM] > t2w[WM]
+
+
+def _labels(n=3, size=32):
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(yy - size / 2, xx - size / 2) / (size / 2)
+    one = np.select([r < 0.3, r < 0.6, r < 0.8], [WM, GM, CSF], 0).astype(np.uint8)
+    return np.repeat(one[None], n, axis=0)
+
+
+def test_simulate_range_background_and_determinism():
+    labels = _labels()
+    images = simulate(labels, SIM, np.random.default_rng(0), [0.5, 99.5])
+    assert images.shape == (3, 1, 32, 32) and images.dtype == np.float32
+    assert images.min() >= -1 and images.max() <= 1
+    assert np.all(images[:, 0][labels == 0] == -1.0)
+    means = {c: images[:, 0][labels == c].mean() for c in (CSF, GM, WM)}
+    assert means[WM] > means[GM] > means[CSF]
+    again = simulate(labels, SIM, np.random.default_rng(0), [0.5, 99.5])
+    np.testing.assert_array_equal(images, again)
+
+
+def test_noise_free_simulation_is_piecewise_constant():
+    labels = _labels(1)
+    images = simulate(labels, dataclasses.replace(SIM, noise_std=0.0), np.random.default_rng(0), [0.0, 100.0])
+    for c in (CSF, GM, WM):
+        assert np.ptp(images[0, 0][labels[0] == c]) == 0
+    assert images[0, 0][labels[0] == WM][0] == 1.0 and images[0, 0][labels[0] == CSF][0] == -1.0
+
+
+def test_elastic_deformation_keeps_labels_hard_and_moves_them_a_little():
+    labels = _labels(4, 48)
+    rng = np.random.default_rng(1)
+    deformed = elastic_deform_labels(labels, 3.0, rng)
+    assert deformed.shape == labels.shape and deformed.dtype == np.uint8
+    assert set(np.unique(deformed)) <= set(np.unique(labels))
+    changed = (deformed != labels).mean()
+    assert 0.005 < changed < 0.3
+    assert not np.array_equal(deformed[0], deformed[1])  # each map gets its own field
+    np.testing.assert_array_equal(elastic_deform_labels(labels, 0.0, rng), labels)
+    np.testing.assert_array_equal(elastic_deform_labels(labels, 3.0, np.random.default_rng(1)), deformed)

@@ -1,0 +1,84 @@
+"""Leakage-free splits (src/data/splits.py): disjoint slabs, gaps respected, deterministic."""
+
+import itertools
+
+import pytest
+
+from src.config import ConfigError
+from src.data.splits import allocate, check_axes, slab_splits, subslabs, volume_splits
+
+FRACTIONS = [0.7, 0.15, 0.15]
+
+
+def _min_distance(a, b):
+    return min(abs(i - j) for i in a for j in b)
+
+
+@pytest.mark.parametrize("n_slices,gap,seed", [(13, 3, 0), (30, 1, 1), (100, 3, 42), (101, 5, 7), (7, 0, 3)])
+def test_slabs_are_disjoint_contiguous_and_gapped(n_slices, gap, seed):
+    s = slab_splits(n_slices, FRACTIONS, gap, 0.5, seed)
+    slabs = {"train": s.train, "val": s.val, "test": s.test}
+    for name, idx in slabs.items():
+        assert idx, name
+        assert idx == list(range(idx[0], idx[-1] + 1)), f"{name} is not contiguous"
+        assert 0 <= idx[0] and idx[-1] < n_slices
+    for a, b in itertools.combinations(slabs.values(), 2):
+        assert not set(a) & set(b)
+        assert _min_distance(a, b) > gap
+    # sim and real train images come from disjoint sub-slabs of the train slab, gap between
+    assert s.train_sim and s.train_real
+    assert set(s.train_sim) | set(s.train_real) <= set(s.train)
+    assert _min_distance(s.train_sim, s.train_real) > gap
+    assert s.order[1] == "train" and set(s.order) == {"train", "val", "test"}
+
+
+def test_slab_sizes_follow_fractions():
+    s = slab_splits(206, FRACTIONS, 3, 0.5, 0)
+    assert (len(s.train), len(s.val), len(s.test)) == (140, 30, 30)
+    assert abs(len(s.train_sim) - len(s.train_real)) <= 1
+    assert len(s.train_sim) + len(s.train_real) == len(s.train) - 3
+
+
+def test_slabs_are_deterministic_from_the_seed():
+    assert slab_splits(80, FRACTIONS, 2, 0.5, 5) == slab_splits(80, FRACTIONS, 2, 0.5, 5)
+    orders = {slab_splits(80, FRACTIONS, 2, 0.5, seed).order for seed in range(12)}
+    assert len(orders) == 2  # the seed picks which end holds the test slab
+
+
+def test_too_few_slices_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"^data\.split_gap: 12 slices"):
+        slab_splits(12, FRACTIONS, 3, 0.5, 0)
+    with pytest.raises(ConfigError, match=r"^data\.split_gap"):
+        subslabs(list(range(4)), 0.5, 3, sim_first=True)
+
+
+def test_volume_splits_partition_volumes():
+    for n in (3, 4, 7, 20):
+        v = volume_splits(n, FRACTIONS, 42, 0.5)
+        groups = [v.train, v.val, v.test]
+        assert all(groups) and sorted(sum(groups, [])) == list(range(n))
+        if len(v.train) >= 2:
+            assert v.train_sim and v.train_real and not set(v.train_sim) & set(v.train_real)
+            assert sorted(v.train_sim + v.train_real) == v.train
+        else:
+            assert v.train_sim == v.train_real == []
+    assert volume_splits(9, FRACTIONS, 1, 0.5) == volume_splits(9, FRACTIONS, 1, 0.5)
+    with pytest.raises(ValueError):
+        volume_splits(2, FRACTIONS, 0, 0.5)
+
+
+def test_several_axes_need_several_volumes():
+    check_axes(1, [2])
+    check_axes(5, [0, 1, 2])
+    with pytest.raises(ConfigError, match=r"^data\.axes: .*intersect"):
+        check_axes(1, [0, 2])
+    with pytest.raises(ConfigError, match=r"^data\.axes"):
+        check_axes(3, [0, 2], n_train_volumes=1)
+
+
+def test_allocate():
+    assert allocate(10, FRACTIONS) == [7, 2, 1]  # largest remainder, ties to the earlier part
+    assert allocate(3, FRACTIONS) == [1, 1, 1]
+    assert sum(allocate(17, [0.5, 0.5])) == 17
+    with pytest.raises(ValueError):
+        allocate(2, FRACTIONS)
