@@ -73,8 +73,16 @@ class SRResNet(nn.Module):
             if isinstance(module, nn.Conv2d):
                 _init_scaled_kaiming(module)
 
-    def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
+    def forward(self, lr_img: torch.Tensor, naive_img: torch.Tensor | None = None) -> torch.Tensor:
+        """naive_img: the naive upsampling of the WHOLE acquisition, cropped like lr_img.
+
+        Give it when lr_img is a training crop: zero-filling treats its input as periodic,
+        so zero-filling a crop rings at the crop's edges, which a whole image (background
+        at its border) does not. Left out, it is computed from lr_img (whole images).
+        """
+        if naive_img is None:
+            naive_img = naive_upsample(lr_img, self.scale, self.degradation)
         feat = self.lrelu(self.conv_first(lr_img))
         trunk = self.conv_body(self.body(feat)) + feat
         residual = self.conv_last(self.lrelu(self.conv_hr(self.upsample(trunk))))
-        return naive_upsample(lr_img, self.scale, self.degradation) + residual
+        return naive_img + residual

@@ -10,12 +10,12 @@ def _dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     return torch.flip(x, dims=(-1,)) if flip else x
 
 
-def paired_crops(lr_img: torch.Tensor, hr_img: torch.Tensor, scale: int, hr_crop: int, batch_size: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Aligned random crops: LR crop of hr_crop/scale px at (y, x) <-> HR crop at (y*scale, x*scale).
+def paired_crops(lr_img: torch.Tensor, naive_img: torch.Tensor, hr_img: torch.Tensor, scale: int, hr_crop: int,
+                 batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Aligned random crops: LR crop of hr_crop/scale px at (y, x) <-> naive and HR crops at (y*scale, x*scale).
 
-    lr_img (N, 1, h, w), hr_img (N, 1, h*scale, w*scale). Each pair also gets one random
-    dihedral transform (flips/rot90: anatomy has no preferred orientation in-plane for SR).
+    lr_img (N, 1, h, w); naive_img, hr_img (N, 1, h*scale, w*scale). Each triple also gets
+    one random dihedral transform (flips/rot90: no preferred in-plane orientation for SR).
     """
     n, _, h, w = lr_img.shape
     lr_crop = hr_crop // scale
@@ -26,13 +26,13 @@ def paired_crops(lr_img: torch.Tensor, hr_img: torch.Tensor, scale: int, hr_crop
     xs = torch.randint(w - lr_crop + 1, (batch_size,), generator=generator)
     ks = torch.randint(4, (batch_size,), generator=generator)
     flips = torch.randint(2, (batch_size,), generator=generator)
-    lr_out, hr_out = [], []
+    lr_out, naive_out, hr_out = [], [], []
     for i, y, x, k, f in zip(idx.tolist(), ys.tolist(), xs.tolist(), ks.tolist(), flips.tolist()):
-        lr_patch = lr_img[i, :, y:y + lr_crop, x:x + lr_crop]
-        hr_patch = hr_img[i, :, y * scale:(y + lr_crop) * scale, x * scale:(x + lr_crop) * scale]
-        lr_out.append(_dihedral(lr_patch, k, bool(f)))
-        hr_out.append(_dihedral(hr_patch, k, bool(f)))
-    return torch.stack(lr_out), torch.stack(hr_out)
+        hr_window = (slice(None), slice(y * scale, (y + lr_crop) * scale), slice(x * scale, (x + lr_crop) * scale))
+        lr_out.append(_dihedral(lr_img[i, :, y:y + lr_crop, x:x + lr_crop], k, bool(f)))
+        naive_out.append(_dihedral(naive_img[i][hr_window], k, bool(f)))
+        hr_out.append(_dihedral(hr_img[i][hr_window], k, bool(f)))
+    return torch.stack(lr_out), torch.stack(naive_out), torch.stack(hr_out)
 
 
 def random_crops(images: torch.Tensor, crop: int, batch_size: int, generator: torch.Generator,

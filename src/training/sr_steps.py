@@ -35,10 +35,10 @@ def ema_decay_at(step: int, decay: float) -> float:
 
 
 def psnr_step(g: nn.Module, g_ema: nn.Module, opt_g: torch.optim.Optimizer, lr_img: torch.Tensor,
-              hr_img: torch.Tensor, ema_decay: float, runtime: Runtime) -> dict[str, float]:
-    """Phase 1: pixel L1 only (the PSNR-oriented SRResNet)."""
+              naive_img: torch.Tensor, hr_img: torch.Tensor, ema_decay: float, runtime: Runtime) -> dict[str, float]:
+    """Phase 1: pixel L1 only (the PSNR-oriented SRResNet). naive_img: the skip, see SRResNet.forward."""
     with runtime.autocast():
-        sr_img = g(lr_img)
+        sr_img = g(lr_img, naive_img)
         loss = F.l1_loss(sr_img.float(), hr_img)
     opt_g.zero_grad(set_to_none=True)
     loss.backward()
@@ -49,7 +49,7 @@ def psnr_step(g: nn.Module, g_ema: nn.Module, opt_g: torch.optim.Optimizer, lr_i
 
 def gan_step(g: nn.Module, d: nn.Module, g_ema: nn.Module, opt_g: torch.optim.Optimizer,
              opt_d: torch.optim.Optimizer, perceptual: nn.Module | None, lr_img: torch.Tensor,
-             hr_img: torch.Tensor, settings: SRGanSettings, instance_noise: float, ema_decay: float,
+             naive_img: torch.Tensor, hr_img: torch.Tensor, settings: SRGanSettings, instance_noise: float, ema_decay: float,
              runtime: Runtime) -> dict[str, float]:
     """Phase 2: D step on real HR and detached SR, then G step on L1 + VGG + adversarial.
 
@@ -60,7 +60,7 @@ def gan_step(g: nn.Module, d: nn.Module, g_ema: nn.Module, opt_g: torch.optim.Op
     d_loss_fn, g_loss_fn = D_LOSSES[settings.gan_loss], G_LOSSES[settings.gan_loss]
     stats: dict[str, float] = {}
     with runtime.autocast():
-        sr_img = g(lr_img)
+        sr_img = g(lr_img, naive_img)
 
     # D step
     real_in = hr_img.detach().requires_grad_(settings.r1_gamma > 0)

@@ -18,6 +18,7 @@ from tests.training.helpers import FakeLive
 RUNTIME = make_runtime("cpu", amp=False)
 LR_IMG = torch.rand(6, 1, 8, 8) * 2 - 1
 HR_IMG = torch.rand(6, 1, 32, 32) * 2 - 1
+NAIVE_IMG = torch.rand(6, 1, 32, 32) * 2 - 1
 
 
 def build_run(seed=0):
@@ -34,8 +35,8 @@ def build_run(seed=0):
     settings = SRGanSettings("nonsaturating", "color,translation,cutout", 1.0, 0.0, 0.1, 0.0, 0.0)
 
     def step_fn(step):
-        lr_img, hr_img = paired_crops(LR_IMG, HR_IMG, 4, 16, 2, batches)
-        stats = gan_step(g, d, g_ema, opt_g, opt_d, None, lr_img, hr_img, settings, 0.01, 0.9, RUNTIME)
+        lr_img, naive_img, hr_img = paired_crops(LR_IMG, NAIVE_IMG, HR_IMG, 4, 16, 2, batches)
+        stats = gan_step(g, d, g_ema, opt_g, opt_d, None, lr_img, naive_img, hr_img, settings, 0.01, 0.9, RUNTIME)
         sched.step()
         return stats
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import src.training.sr_steps as sr_steps
+from src.data.degrade import naive_upsample
 from src.losses.perceptual import VGGPerceptualLoss, build_vgg19_features
 from src.models.discriminators import PatchDiscriminator
 from src.models.srresnet import SRResNet
@@ -27,13 +28,14 @@ def tiny_setup(gan_loss="nonsaturating", r1_gamma=0.0):
     settings = sr_steps.SRGanSettings(gan_loss, "color,translation,cutout", 1.0, 1.0, 0.01, r1_gamma, 0.1)
     lr_img = torch.rand(2, 1, 8, 8) * 2 - 1
     hr_img = torch.rand(2, 1, 32, 32) * 2 - 1
-    return g, d, g_ema, opt_g, opt_d, perceptual, settings, lr_img, hr_img
+    naive_img = naive_upsample(lr_img, 4, "kspace")
+    return g, d, g_ema, opt_g, opt_d, perceptual, settings, lr_img, (naive_img, hr_img)
 
 
 @pytest.mark.parametrize("gan_loss,r1", [("nonsaturating", 0.0), ("lsgan", 0.0), ("hinge", 10.0)])
 def test_gan_step_updates_g_and_d_and_restores_flags(monkeypatch, gan_loss, r1):
     monkeypatch.setattr(sr_steps, "discriminate", guarded_discriminate(sr_steps.discriminate))
-    g, d, g_ema, opt_g, opt_d, perceptual, settings, lr_img, hr_img = tiny_setup(gan_loss, r1)
+    g, d, g_ema, opt_g, opt_d, perceptual, settings, lr_img, (naive_img, hr_img) = tiny_setup(gan_loss, r1)
     d.d.conv_in_flag = None
     # A mix of flags: they must come back exactly as they were.
     first_d_param = next(d.parameters())
@@ -41,7 +43,7 @@ def test_gan_step_updates_g_and_d_and_restores_flags(monkeypatch, gan_loss, r1):
     flags_d = [p.requires_grad for p in d.parameters()]
     flags_g = [p.requires_grad for p in g.parameters()]
     g_before, d_before, ema_before = params_of(g), params_of(d), params_of(g_ema)
-    stats = sr_steps.gan_step(g, d, g_ema, opt_g, opt_d, perceptual, lr_img, hr_img, settings, 0.0, 0.5, RUNTIME)
+    stats = sr_steps.gan_step(g, d, g_ema, opt_g, opt_d, perceptual, lr_img, naive_img, hr_img, settings, 0.0, 0.5, RUNTIME)
     assert changed(g_before, g) and changed(d_before, d) and changed(ema_before, g_ema)
     assert [p.requires_grad for p in d.parameters()] == flags_d
     assert [p.requires_grad for p in g.parameters()] == flags_g
@@ -53,23 +55,23 @@ def test_gan_step_updates_g_and_d_and_restores_flags(monkeypatch, gan_loss, r1):
 
 def test_zero_weight_terms_are_not_computed(monkeypatch):
     monkeypatch.setattr(sr_steps, "discriminate", guarded_discriminate(sr_steps.discriminate))
-    g, d, g_ema, opt_g, opt_d, perceptual, settings, lr_img, hr_img = tiny_setup()
+    g, d, g_ema, opt_g, opt_d, perceptual, settings, lr_img, (naive_img, hr_img) = tiny_setup()
 
     class Exploding(torch.nn.Module):
         def forward(self, *args):
             raise AssertionError("perceptual loss computed with weight 0")
 
     no_percep_no_adv = sr_steps.SRGanSettings("nonsaturating", "", 1.0, 0.0, 0.0, 0.0, 0.0)
-    stats = sr_steps.gan_step(g, d, g_ema, opt_g, opt_d, Exploding(), lr_img, hr_img, no_percep_no_adv, 0.0, 0.5, RUNTIME)
+    stats = sr_steps.gan_step(g, d, g_ema, opt_g, opt_d, Exploding(), lr_img, naive_img, hr_img, no_percep_no_adv, 0.0, 0.5, RUNTIME)
     assert "g/percep" not in stats and "g/adv" not in stats
     assert d.calls == 2  # the D step only
 
 
 def test_psnr_step_lowers_l1_on_a_fixed_batch():
-    g, _, g_ema, opt_g, _, _, _, lr_img, hr_img = tiny_setup()
-    first = sr_steps.psnr_step(g, g_ema, opt_g, lr_img, hr_img, 0.0, RUNTIME)["g/pixel"]
+    g, _, g_ema, opt_g, _, _, _, lr_img, (naive_img, hr_img) = tiny_setup()
+    first = sr_steps.psnr_step(g, g_ema, opt_g, lr_img, naive_img, hr_img, 0.0, RUNTIME)["g/pixel"]
     for _ in range(30):
-        last = sr_steps.psnr_step(g, g_ema, opt_g, lr_img, hr_img, 0.0, RUNTIME)["g/pixel"]
+        last = sr_steps.psnr_step(g, g_ema, opt_g, lr_img, naive_img, hr_img, 0.0, RUNTIME)["g/pixel"]
     assert last < first
 
 
