@@ -55,18 +55,26 @@ log = logging.getLogger("evaluate")
 def load_sr_generator(path: Path, scale: int, degradation: str) -> torch.nn.Module:
     blob = load_weights(path)
     meta = blob["meta"]
-    if meta["scale"] != scale or meta["degradation"] != degradation:
-        raise ValueError(f"{path}: model was trained for x{meta['scale']} {meta['degradation']} but the test data is "
-                         f"x{scale} {degradation}; re-run train_sr")
-    g = SRResNet(scale, degradation, channels=meta["channels"], blocks=meta["blocks"])
-    g.load_state_dict(blob["state_dict"])
+    try:
+        if meta["scale"] != scale or meta["degradation"] != degradation:
+            raise ValueError(f"{path}: model was trained for x{meta['scale']} {meta['degradation']} but the test "
+                             f"data is x{scale} {degradation}; re-run train_sr")
+        g = SRResNet(scale, degradation, channels=meta["channels"], blocks=meta["blocks"])
+        g.load_state_dict(blob["state_dict"])
+    except (KeyError, RuntimeError) as err:
+        raise ValueError(f"{path}: weights do not match their metadata ({type(err).__name__}: {err}); "
+                         f"re-run train_sr") from None
     return g.eval().requires_grad_(False)
 
 
 def load_translator(path: Path) -> torch.nn.Module:
     blob = load_weights(path)
-    g = ResnetGenerator(1, blob["meta"]["channels"], blob["meta"]["blocks"])
-    g.load_state_dict(blob["state_dict"])
+    try:
+        g = ResnetGenerator(1, blob["meta"]["channels"], blob["meta"]["blocks"])
+        g.load_state_dict(blob["state_dict"])
+    except (KeyError, RuntimeError) as err:
+        raise ValueError(f"{path}: weights do not match their metadata ({type(err).__name__}: {err}); "
+                         f"re-run train_cyclegan") from None
     return g.eval().requires_grad_(False)
 
 
@@ -198,8 +206,8 @@ def evaluate_sim2real(params: Params, runtime: Runtime, examples: Path):
     }
     downstream, models, budgets = {}, {}, {}
     for name, (images, labels) in training_sets.items():
+        seed_everything(params.seed)  # before building: all three start from the same weights
         model, encoder_init = fresh_segmenter()
-        seed_everything(params.seed)
         losses = fit_segmenter(model, images, labels, seg_cfg, ev.downstream_steps, params.seed, runtime,
                                desc=f"downstream {name}")
         budgets[name] = len(losses)
@@ -232,8 +240,14 @@ def evaluate(params: Params) -> dict:
     started = time.perf_counter()
     seed_everything(params.seed)
     runtime = make_runtime(params.evaluate.device, amp=True)
+    # Fail fast on a missing or mismatched model before minutes of segmenter training.
+    sr_meta = load_meta(SR_DATA / "meta.json")
+    for path in (G_PSNR, G_GAN):
+        load_sr_generator(path, int(sr_meta["scale"]), sr_meta["degradation"])
+    load_translator(G_SIM2REAL)
     OUT.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".examples-", dir=OUT))
+    staging.chmod(0o755)  # mkdtemp makes 0700 folders
     try:
         sim2real, judge, judge_init, test, translated = evaluate_sim2real(params, runtime, staging)
         inception_file = weight_file(WEIGHTS_DIR, "inception_fid", use="FID/KID")
@@ -255,7 +269,6 @@ def evaluate(params: Params) -> dict:
         }
         sr = evaluate_sr(params, runtime, dist, staging)
 
-        sr_meta = load_meta(SR_DATA / "meta.json")
         metrics = {
             "protocol": {
                 "split": "test", "seed": params.seed, "n_sr_test": int(load_split(SR_DATA / "test.npz", ("hr",))["hr"].shape[0]),

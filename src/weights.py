@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         local = {"vgg19": cfg.vgg19_path, "inception_fid": cfg.inception_path, "resnet18": cfg.resnet18_path}
         OUT_DIR.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".weights-", dir=OUT_DIR.parent))
+        staging.chmod(0o755)  # mkdtemp makes 0700 folders
         try:
             entries = {}
             for name, spec in weight_specs().items():

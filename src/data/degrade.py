@@ -33,6 +33,19 @@ def _centre_slice(full: int, kept: int) -> slice:
     return slice(start, start + kept)
 
 
+def _half_pixel_phase(lh: int, lw: int, h: int, w: int, scale: int, sign: float) -> torch.Tensor:
+    """Linear phase that shifts a band-limited image by sign * (scale - 1) / 2 HR pixels per axis.
+
+    On the centred (fftshift-ed) (lh, lw) block of an (h, w) spectrum. Multiplying by
+    exp(+2 pi i k d / N) turns f(x) into f(x + d).
+    """
+    shift = (scale - 1) / 2
+    ky = torch.arange(lh, dtype=torch.float64) - lh // 2
+    kx = torch.arange(lw, dtype=torch.float64) - lw // 2
+    phase = 2 * torch.pi * sign * shift * (ky[:, None] / h + kx[None, :] / w)
+    return torch.polar(torch.ones_like(phase), phase)
+
+
 def kspace_downsample(hr_img: torch.Tensor, scale: int) -> torch.Tensor:
     """Truncate k-space to the central (H/scale, W/scale) block.
 
@@ -44,7 +57,11 @@ def kspace_downsample(hr_img: torch.Tensor, scale: int) -> torch.Tensor:
     keeping it would make the band non-Hermitian, the LR image complex, and
     zero-filling not invertible. With it zeroed the block is Hermitian, the inverse
     FFT is real (up to rounding) and `kspace_downsample(kspace_zero_fill_upsample(x))`
-    returns x. Output may overshoot [-1, 1] (Gibbs).
+    returns x. LR pixel i is centred on HR position i*scale + (scale-1)/2 (a half-pixel
+    phase shift in k-space), the grid of area and bicubic decimation: flips and 90-degree
+    rotations then commute with the degradation, so dihedral training augmentation and
+    test-time augmentation keep LR and HR aligned (with the FFT's grid anchored at pixel 0
+    a flip would misalign them by scale-1 HR pixels). Output may overshoot [-1, 1] (Gibbs).
     """
     _check(hr_img, scale)
     n, c, h, w = hr_img.shape
@@ -58,6 +75,7 @@ def kspace_downsample(hr_img: torch.Tensor, scale: int) -> torch.Tensor:
         kept[..., 0, :] = 0
     if lw % 2 == 0:
         kept[..., :, 0] = 0
+    kept = kept * _half_pixel_phase(lh, lw, h, w, scale, +1.0).to(kept.dtype)
     low = torch.fft.ifft2(torch.fft.ifftshift(kept, dim=(-2, -1))).real
     low = low * (lh * lw) / (h * w)
     return (low * 2.0 - 1.0).to(hr_img.dtype)
@@ -75,7 +93,8 @@ def kspace_zero_fill_upsample(lr_img: torch.Tensor, scale: int) -> torch.Tensor:
     signal = (lr_img.float() + 1.0) / 2.0
     spectrum = torch.fft.fftshift(torch.fft.fft2(signal), dim=(-2, -1))
     padded = spectrum.new_zeros((n, c, h, w))
-    padded[..., _centre_slice(h, lh), _centre_slice(w, lw)] = spectrum
+    padded[..., _centre_slice(h, lh), _centre_slice(w, lw)] = spectrum * _half_pixel_phase(
+        lh, lw, h, w, scale, -1.0).to(spectrum.dtype)
     high = torch.fft.ifft2(torch.fft.ifftshift(padded, dim=(-2, -1))).real
     high = high * (h * w) / (lh * lw)
     return (high * 2.0 - 1.0).to(lr_img.dtype)

@@ -77,3 +77,30 @@ def test_spectrum_zero_outside_central_block(hr, scale):
     spectrum = _spectrum(naive).abs()
     outside = _outside_band(32, 48, 32 // scale, 48 // scale, include_mirrored_nyquist=False)
     assert spectrum[..., outside].max() < 1e-3 * spectrum.max()
+
+
+@pytest.mark.parametrize("degradation", ["kspace", "bicubic"])
+@pytest.mark.parametrize("k,flip", [(0, True), (1, False), (2, False), (3, True)])
+def test_dihedral_transforms_commute_with_degradation(degradation, k, flip):
+    """Needed for flip/rot90 training augmentation and TTA: LR and HR stay aligned."""
+    hr = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
+
+    def transform(x):
+        x = torch.rot90(x, k, dims=(-2, -1))
+        return torch.flip(x, dims=(-1,)) if flip else x
+
+    lr = degrade(hr, 4, degradation)
+    torch.testing.assert_close(degrade(transform(hr), 4, degradation), transform(lr), atol=1e-5, rtol=0)
+    torch.testing.assert_close(naive_upsample(transform(lr), 4, degradation), transform(naive_upsample(lr, 4, degradation)),
+                               atol=1e-5, rtol=0)
+
+
+def test_lr_pixels_are_centred_like_area_decimation():
+    """A band-limited ramp: LR pixel i must equal the HR value at i*s + (s-1)/2."""
+    h, s = 64, 4
+    x = torch.arange(h, dtype=torch.float64)
+    ramp = 0.5 * torch.cos(2 * torch.pi * 2 * x / h)  # 2 cycles: well inside the LR band
+    hr = ramp[None, None, :, None].expand(1, 1, h, h).float()
+    lr = degrade(hr, s, "kspace")[0, 0, :, 0].double()
+    expected = 0.5 * torch.cos(2 * torch.pi * 2 * (torch.arange(h // s, dtype=torch.float64) * s + (s - 1) / 2) / h)
+    torch.testing.assert_close(lr, expected, atol=1e-4, rtol=0)
