@@ -71,6 +71,7 @@ class DataConfig:
     split_fractions: list[float]
     split_gap: int
     sim_fraction: float
+    sim_block: int
     scale: int
     degradation: str
     lr_noise_std: float
@@ -90,6 +91,7 @@ class DataConfig:
                  "data.split_fractions", f"must be three positive fractions summing to 1, got {self.split_fractions}")
         _require(self.split_gap >= 0, "data.split_gap", "must be >= 0")
         _require(0 < self.sim_fraction < 1, "data.sim_fraction", "must be in (0, 1)")
+        _require(self.sim_block >= 1, "data.sim_block", "must be >= 1")
         _require(self.degradation in ("kspace", "bicubic"), "data.degradation", f"must be 'kspace' or 'bicubic', got {self.degradation!r}")
         _require(self.lr_noise_std >= 0, "data.lr_noise_std", "must be >= 0")
 
@@ -179,6 +181,7 @@ class CycleGANTrainConfig:
     batch_size: int
     g_blocks: int
     g_channels: int
+    residual: bool
     d_channels: int
     d_layers: int
     steps: int

@@ -70,7 +70,7 @@ def load_sr_generator(path: Path, scale: int, degradation: str) -> torch.nn.Modu
 def load_translator(path: Path) -> torch.nn.Module:
     blob = load_weights(path)
     try:
-        g = ResnetGenerator(1, blob["meta"]["channels"], blob["meta"]["blocks"])
+        g = ResnetGenerator(1, blob["meta"]["channels"], blob["meta"]["blocks"], blob["meta"]["residual"])
         g.load_state_dict(blob["state_dict"])
     except (KeyError, RuntimeError) as err:
         raise ValueError(f"{path}: weights do not match their metadata ({type(err).__name__}: {err}); "

@@ -214,9 +214,9 @@ def assign_splits(stacks: list[Stack], n_volumes: int, data: DataConfig, seed: i
             members = {s: stack.volume in getattr(split, s) for s in names}
             pos = {s: np.arange(len(stack.slice_index)) if members[s] else np.zeros(0, int) for s in names}
             if members["train"] and single_train:
-                # One train volume: its sim and real parts are sub-slabs with the gap between them.
+                # One train volume: its sim and real parts are alternating blocks with gaps between them.
                 run = list(range(int(stack.slice_index[0]), int(stack.slice_index[-1]) + 1))
-                sim, real = subslabs(run, data.sim_fraction, data.split_gap, sim_first=True)
+                sim, real = subslabs(run, data.sim_fraction, data.split_gap, sim_first=True, block=data.sim_block)
                 pos["train_sim"] = np.flatnonzero(np.isin(stack.slice_index, sim))
                 pos["train_real"] = np.flatnonzero(np.isin(stack.slice_index, real))
             positions.append(pos)
@@ -225,7 +225,8 @@ def assign_splits(stacks: list[Stack], n_volumes: int, data: DataConfig, seed: i
         summary = {"mode": "slab", "gap": data.split_gap}
         for stack in stacks:
             first, last = int(stack.slice_index[0]), int(stack.slice_index[-1])
-            slabs = slab_splits(last - first + 1, data.split_fractions, data.split_gap, data.sim_fraction, seed)
+            slabs = slab_splits(last - first + 1, data.split_fractions, data.split_gap, data.sim_fraction, seed,
+                                data.sim_block)
             pos = {s: np.flatnonzero(np.isin(stack.slice_index, np.asarray(getattr(slabs, s), int) + first))
                    for s in names}
             summary["order_low_to_high"] = list(slabs.order)

@@ -85,8 +85,8 @@ def train(params: Params) -> dict[str, float]:
     segmenter = runtime.prepare(segmenter) if weights.semantic > 0 else None
 
     nets = CycleGANNets(
-        g_sim2real=runtime.prepare(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks)),
-        g_real2sim=runtime.prepare(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks)),
+        g_sim2real=runtime.prepare(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks, cfg.residual)),
+        g_real2sim=runtime.prepare(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks, cfg.residual)),
         d_real=runtime.prepare(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm)),
         d_sim=runtime.prepare(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm)),
     )
@@ -142,7 +142,8 @@ def train(params: Params) -> dict[str, float]:
                                 checkpoint_every=cfg.checkpoint_every, max_nan_retries=train_cfg.max_nan_retries,
                                 resume=train_cfg.resume, desc="CycleGAN")
         fit(state, step_fn, settings, checkpoint_path, run_fingerprint, live, sample)
-        meta = {"channels": cfg.g_channels, "blocks": cfg.g_blocks, "steps": cfg.steps, "vgg_backbone": vgg_backbone}
+        meta = {"channels": cfg.g_channels, "blocks": cfg.g_blocks, "residual": cfg.residual, "steps": cfg.steps,
+                "vgg_backbone": vgg_backbone}
         save_weights(OUT / "g_sim2real.pt", nets.g_sim2real, {**meta, "direction": "sim2real"})
         save_weights(OUT / "g_real2sim.pt", nets.g_real2sim, {**meta, "direction": "real2sim"})
 

@@ -48,7 +48,7 @@ def save_sr_model(path: Path, scale: int = SCALE, degradation: str = "kspace", s
 
 def save_translator(path: Path) -> None:
     torch.manual_seed(2)
-    save_weights(path, ResnetGenerator(1, 4, 1), {"channels": 4, "blocks": 1})
+    save_weights(path, ResnetGenerator(1, 4, 1), {"channels": 4, "blocks": 1, "residual": False})
 
 
 def make_tree(root: Path, n_test: int = N) -> dict[str, np.ndarray]:

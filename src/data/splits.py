@@ -4,13 +4,18 @@ Neighbouring MRI slices are nearly identical, so a random split of slices would 
 near-copies of test images into training. With one or two volumes the slice index is cut
 into contiguous slabs with `gap` slices dropped between neighbouring slabs:
 
-    low index  [val] gap [train: sim | gap | real] gap [test]  high index   (or mirrored)
+    low index  [val] gap [train: sim|gap|real|gap|sim|gap|real ...] gap [test]  high index   (or mirrored)
 
 The seed decides the orientation (which end holds the test slab; val takes the other) and
 which train sub-slab feeds the simulator. Train sits in the middle so that both held-out
 slabs touch it through one gap only and neither held-out slab is the smallest anatomy at
-both ends. The sim and real train sub-slabs are disjoint with a gap, so the CycleGAN never
-sees an image and the simulation of the same anatomy in training (it is unpaired data).
+both ends. The sim and real train slices are disjoint blocks of `data.sim_block`-ish slices that
+alternate, with the gap between every two blocks: the CycleGAN never sees an image and
+the simulation of the same anatomy (it is unpaired data), yet both domains cover the
+same range of anatomy. Two contiguous sub-slabs would put e.g. inferior slices in sim
+and superior ones in real, and the adversarial loss would then reward changing anatomy
+(more white matter) instead of appearance: the CycleGAN assumption that both domains
+share one content distribution would be broken by the split itself.
 The gap slices inside the train slab still belong to the train split (super-resolution
 uses the whole slab).
 
@@ -80,20 +85,38 @@ def _split_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, 0])
 
 
-def subslabs(indices: list[int], sim_fraction: float, gap: int, sim_first: bool) -> tuple[list[int], list[int]]:
-    """Cut a contiguous run of slice indices into a sim and a real sub-slab with `gap`
-    slices dropped between them. Raises ConfigError when there are too few slices."""
-    usable = len(indices) - gap
-    if usable < 2:
+def subslabs(indices: list[int], sim_fraction: float, gap: int, sim_first: bool,
+             block: int = 10) -> tuple[list[int], list[int]]:
+    """Cut a contiguous run of slice indices into alternating sim and real blocks.
+
+    Each sim block holds about 2 * block * sim_fraction slices and each real block the
+    rest of 2 * block; `gap` slices are dropped between every two blocks. Raises
+    ConfigError when the run cannot hold one block of each with the gap between.
+    """
+    if len(indices) - gap < 2:
         raise ConfigError(f"data.split_gap: a train slab of {len(indices)} slices cannot hold a sim and a real "
-                          f"sub-slab with a gap of {gap}; lower data.split_gap or data.min_foreground, or add data")
-    n_sim = allocate(usable, [sim_fraction, 1.0 - sim_fraction])[0]
-    first, second = (n_sim, usable - n_sim) if sim_first else (usable - n_sim, n_sim)
-    low, high = list(indices[:first]), list(indices[first + gap : first + gap + second])
-    return (low, high) if sim_first else (high, low)
+                          f"block with a gap of {gap}; lower data.split_gap or data.min_foreground, or add data")
+    n_sim, n_real = allocate(2 * block, [sim_fraction, 1.0 - sim_fraction])
+    n_sim, n_real = max(1, n_sim), max(1, n_real)
+    if len(indices) < n_sim + gap + n_real:
+        # Too short for full blocks: one block of each, split by the fraction.
+        n_sim = max(1, allocate(len(indices) - gap, [sim_fraction, 1.0 - sim_fraction])[0])
+        n_real = len(indices) - gap - n_sim
+    sim, real = [], []
+    pos, sim_turn = 0, sim_first
+    while pos < len(indices):
+        size = n_sim if sim_turn else n_real
+        (sim if sim_turn else real).extend(indices[pos:pos + size])
+        pos += size + gap
+        sim_turn = not sim_turn
+    if not sim or not real:
+        raise ConfigError(f"data.sim_block: a train slab of {len(indices)} slices gave no "
+                          f"{'real' if sim else 'sim'} block; lower data.sim_block or data.split_gap")
+    return sim, real
 
 
-def slab_splits(n_slices: int, fractions: list[float], gap: int, sim_fraction: float, seed: int) -> SlabSplit:
+def slab_splits(n_slices: int, fractions: list[float], gap: int, sim_fraction: float, seed: int,
+                block: int = 10) -> SlabSplit:
     """Contiguous train/val/test slabs over slice indices 0 .. n_slices - 1 (see module docstring).
 
     fractions: (train, val, test), applied to the slices left after the two gaps.
@@ -120,7 +143,7 @@ def slab_splits(n_slices: int, fractions: list[float], gap: int, sim_fraction: f
         start += lengths[name] + gap
     # sim_first means the sim sub-slab has the lower indices.
     sim_first = sim_next_to_val == (order[0] == "val")
-    train_sim, train_real = subslabs(slabs["train"], sim_fraction, gap, sim_first)
+    train_sim, train_real = subslabs(slabs["train"], sim_fraction, gap, sim_first, block)
     return SlabSplit(train=slabs["train"], val=slabs["val"], test=slabs["test"],
                      train_sim=train_sim, train_real=train_real, gap=gap, order=order)
 

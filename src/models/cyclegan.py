@@ -38,9 +38,15 @@ class ResnetGenerator(nn.Module):
     Upsampling is nearest resize + reflection-pad + conv3x3 + IN + ReLU instead of
     ConvTranspose2d, whose uneven kernel overlap draws checkerboard artefacts (Odena,
     Dumoulin & Olah 2016, "Deconvolution and Checkerboard Artifacts"; junyanz issue #190).
+
+    residual=True makes it a refiner (SimGAN, Shrivastava et al. 2017): the last conv's
+    output is added to the input and clamped to [-1, 1] instead of passed through tanh.
+    It starts near the identity, so anatomy and the -1 background are kept from the first
+    step and a short training budget goes into appearance; junyanz's plain tanh output
+    must first learn to reproduce the whole image.
     """
 
-    def __init__(self, in_channels: int = 1, channels: int = 64, blocks: int = 9) -> None:
+    def __init__(self, in_channels: int = 1, channels: int = 64, blocks: int = 9, residual: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3), _conv(in_channels, channels, 7), nn.InstanceNorm2d(channels), nn.ReLU(),
@@ -60,11 +66,16 @@ class ResnetGenerator(nn.Module):
                 nn.InstanceNorm2d(channels * mult // 2),
                 nn.ReLU(),
             ]
-        layers += [nn.ReflectionPad2d(3), _conv(channels, in_channels, 7), nn.Tanh()]
+        layers += [nn.ReflectionPad2d(3), _conv(channels, in_channels, 7)]
+        if not residual:
+            layers.append(nn.Tanh())
+        self.residual = residual
         self.net = nn.Sequential(*layers)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         h, w = images.shape[-2:]
         if h % 4 or w % 4:
             raise ValueError(f"image size {h}x{w} is not divisible by 4 (two stride-2 downsamplings)")
+        if self.residual:
+            return (images + self.net(images)).clamp(-1.0, 1.0)
         return self.net(images)

@@ -35,8 +35,10 @@ def test_slabs_are_disjoint_contiguous_and_gapped(n_slices, gap, seed):
 def test_slab_sizes_follow_fractions():
     s = slab_splits(206, FRACTIONS, 3, 0.5, 0)
     assert (len(s.train), len(s.val), len(s.test)) == (140, 30, 30)
-    assert abs(len(s.train_sim) - len(s.train_real)) <= 1
-    assert len(s.train_sim) + len(s.train_real) == len(s.train) - 3
+    # Blocks alternate: each domain gets about half, minus the gaps between blocks.
+    assert abs(len(s.train_sim) - len(s.train_real)) <= 10
+    # One gap of 3 after every block of 10: at most len // 13 + 1 gaps.
+    assert len(s.train_sim) + len(s.train_real) >= len(s.train) - 3 * (len(s.train) // 13 + 1)
 
 
 def test_slabs_are_deterministic_from_the_seed():
@@ -82,3 +84,20 @@ def test_allocate():
     assert sum(allocate(17, [0.5, 0.5])) == 17
     with pytest.raises(ValueError):
         allocate(2, FRACTIONS)
+
+
+def test_sim_and_real_blocks_alternate_and_cover_the_same_anatomy():
+    """Both domains span the train slab (same anatomy range), disjoint with gaps between blocks."""
+    indices = list(range(100, 170))
+    sim, real = subslabs(indices, 0.5, 3, sim_first=True, block=10)
+    assert not set(sim) & set(real)
+    assert _min_distance(sim, real) > 3
+    for part in (sim, real):
+        assert min(part) - indices[0] < 30 and indices[-1] - max(part) < 30
+    # Centres of mass of the two domains are close (contiguous halves would be ~35 apart).
+    assert abs(sum(sim) / len(sim) - sum(real) / len(real)) < 12
+
+
+def test_sim_fraction_sets_the_block_ratio():
+    sim, real = subslabs(list(range(200)), 0.25, 2, sim_first=False, block=10)
+    assert 0.15 < len(sim) / (len(sim) + len(real)) < 0.35

@@ -186,3 +186,17 @@ def test_build_unet_rejects_incomplete_weights(tmp_path):
     torch.save(state, path)
     with pytest.raises(ValueError, match="layer3.0.conv1.weight"):
         build_unet("resnet18", 4, [32, 16, 8, 8], 3, str(path))
+
+
+def test_residual_generator_starts_as_a_clamped_identity():
+    from src.models.cyclegan import ResnetGenerator
+
+    g = ResnetGenerator(1, 4, 1, residual=True)
+    last_conv = [m for m in g.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    torch.nn.init.zeros_(last_conv.weight)
+    torch.nn.init.zeros_(last_conv.bias)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    torch.testing.assert_close(g(x), x)
+    assert not any(isinstance(m, torch.nn.Tanh) for m in g.modules())
+    y = ResnetGenerator(1, 4, 1, residual=True)(torch.rand(2, 1, 16, 16) * 4 - 2)
+    assert y.min() >= -1 and y.max() <= 1
