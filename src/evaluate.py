@@ -269,14 +269,19 @@ def evaluate(params: Params) -> dict:
         }
         sr = evaluate_sr(params, runtime, dist, staging)
 
+        n_sr_test = int(load_split(SR_DATA / "test.npz", ("hr",))["hr"].shape[0])
         metrics = {
             "protocol": {
-                "split": "test", "seed": params.seed, "n_sr_test": int(load_split(SR_DATA / "test.npz", ("hr",))["hr"].shape[0]),
+                "split": "test", "seed": params.seed, "n_sr_test": n_sr_test,
                 "n_sim2real_test": int(test["real"].shape[0]), "crop_border": int(sr_meta["scale"]),
                 "data_range": DATA_RANGE, "value_range": [-1.0, 1.0],
                 "swd": {"descriptors_per_image": params.evaluate.swd_descriptors_per_image,
                         "directions": params.evaluate.swd_directions},
-                "kid": {"subsets": params.evaluate.kid_subsets, "subset_size": params.evaluate.kid_subset_size},
+                "kid": {"subsets": params.evaluate.kid_subsets, "subset_size": params.evaluate.kid_subset_size,
+                        # kernel_distance clamps the subset to the smaller set: with fewer test
+                        # images than subset_size every subset is the whole set (std 0).
+                        "effective_subset_size": min(params.evaluate.kid_subset_size, n_sr_test,
+                                                     int(test["real"].shape[0]))},
                 "downstream_steps": params.evaluate.downstream_steps, "segmenter_recipe": as_dict(params.segmenter),
             },
             "backbones": {
