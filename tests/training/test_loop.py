@@ -112,3 +112,45 @@ def test_nan_guard_gives_up_after_max_retries(tmp_path):
 
     with pytest.raises(NonFiniteLossError, match="non-finite g/adv"):
         fit(state, always_nan, loop_settings(8), tmp_path / "x.pt", "fp", FakeLive())
+
+
+def build_cyclegan_run(seed=0):
+    """A tiny CycleGAN run: image pools and both optimisers are part of the checkpointed state."""
+    from src.models.cyclegan import ResnetGenerator
+    from src.training.batches import random_crops
+    from src.training.cyclegan_step import CycleGANNets, CycleGANWeights, cyclegan_step
+    from src.training.gan_utils import ImagePool
+
+    torch.manual_seed(seed)
+    nets = CycleGANNets(ResnetGenerator(1, 4, 1, residual=True), ResnetGenerator(1, 4, 1, residual=True),
+                        PatchDiscriminator(1, 4, 2, spectral_norm=True), PatchDiscriminator(1, 4, 2, spectral_norm=True))
+    opt_g = torch.optim.Adam([*nets.g_sim2real.parameters(), *nets.g_real2sim.parameters()], 1e-3)
+    opt_d = torch.optim.Adam([*nets.d_real.parameters(), *nets.d_sim.parameters()], 1e-3)
+    batches = torch.Generator().manual_seed(seed)
+    pools = ImagePool(3, torch.Generator().manual_seed(1)), ImagePool(3, torch.Generator().manual_seed(2))
+    state = TrainState(vars(nets).copy(), {"g": opt_g, "d": opt_d}, {},
+                       {"batches": GeneratorState(batches), "pool_real": pools[0], "pool_sim": pools[1]})
+    weights = CycleGANWeights(adv=1.0, cycle=10.0, identity=5.0, percep=0.0, semantic=0.0)
+
+    def step_fn(step):
+        sim, _ = random_crops(HR_IMG, 16, 2, batches)
+        real, _ = random_crops(NAIVE_IMG, 16, 2, batches)
+        return cyclegan_step(nets, opt_g, opt_d, *pools, None, None, sim, torch.zeros(2, 16, 16, dtype=torch.long),
+                             real, weights, "lsgan", "color,translation,cutout", RUNTIME)
+
+    return state, step_fn
+
+
+def test_cyclegan_resume_equals_uninterrupted_run(tmp_path):
+    straight, step_fn = build_cyclegan_run()
+    fit(straight, step_fn, loop_settings(8), tmp_path / "a.pt", "fp", FakeLive())
+    first, step_fn = build_cyclegan_run()
+    fit(first, step_fn, loop_settings(4), tmp_path / "b.pt", "fp", FakeLive())
+    del first
+    torch.manual_seed(999)
+    resumed, step_fn = build_cyclegan_run()
+    assert try_resume(resumed, tmp_path / "b.pt", "fp", resume=True) and resumed.step == 4
+    fit(resumed, step_fn, loop_settings(8), tmp_path / "b.pt", "fp", FakeLive())
+    for name in ("g_sim2real", "g_real2sim", "d_real", "d_sim"):
+        for (key, a), b in zip(straight.modules[name].state_dict().items(), resumed.modules[name].state_dict().values()):
+            assert torch.equal(a, b), f"{name}.{key} differs after resume"
