@@ -320,20 +320,20 @@ def chromium() -> str:
     if found:
         return found
     if shutil.which("apt-get") is None:
-        pytest.skip("chromium is not installed and apt-get is not available to install it")
+        pytest.skip(reason="chromium is not installed and apt-get is not available to install it")
     if os.geteuid() != 0:
-        pytest.skip("chromium is not installed and installing it with apt-get needs root")
+        pytest.skip(reason="chromium is not installed and installing it with apt-get needs root")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, env=env)
         except subprocess.TimeoutExpired:
-            pytest.skip(f"`{' '.join(command)}` did not finish within {INSTALL_TIMEOUT_S} s: chromium unavailable")
+            pytest.skip(reason=f"`{' '.join(command)}` did not finish within {INSTALL_TIMEOUT_S} s: chromium unavailable")
         if done.returncode != 0:
-            pytest.skip(f"`{' '.join(command)}` failed (exit {done.returncode}): {(done.stdout + done.stderr)[-500:]}")
+            pytest.skip(reason=f"`{' '.join(command)}` failed (exit {done.returncode}): {(done.stdout + done.stderr)[-500:]}")
     found = shutil.which("chromium")
     if not found:
-        pytest.skip("`apt-get install -y chromium` succeeded but no chromium executable is on PATH")
+        pytest.skip(reason="`apt-get install -y chromium` succeeded but no chromium executable is on PATH")
     return found
 
 
