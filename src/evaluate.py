@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from src.atomic import staged_dir
 from src.config import ConfigError, Params, as_dict, load_params
 from src.data.degrade import degrade
 from src.data.prepared import PREPARED, load_meta, load_split
@@ -245,10 +244,8 @@ def evaluate(params: Params) -> dict:
     for path in (G_PSNR, G_GAN):
         load_sr_generator(path, int(sr_meta["scale"]), sr_meta["degradation"])
     load_translator(G_SIM2REAL)
-    OUT.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".examples-", dir=OUT))
-    staging.chmod(0o755)  # mkdtemp makes 0700 folders
-    try:
+    # Example images replace the old ones only if the whole evaluation succeeds; metrics.json follows.
+    with staged_dir(OUT / "examples") as staging:
         sim2real, judge, judge_init, test, translated = evaluate_sim2real(params, runtime, staging)
         inception_file = weight_file(WEIGHTS_DIR, "inception_fid", use="FID/KID")
         if inception_file is not None:
@@ -294,14 +291,9 @@ def evaluate(params: Params) -> dict:
             "sim2real": sim2real,
             "wall_time_s": round(time.perf_counter() - started, 1),
         }
-        examples = OUT / "examples"
-        shutil.rmtree(examples, ignore_errors=True)
-        staging.rename(examples)
-        tmp = OUT / "metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
-        tmp.replace(OUT / "metrics.json")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    tmp = OUT / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
+    tmp.replace(OUT / "metrics.json")
     return metrics
 
 

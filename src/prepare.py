@@ -46,7 +46,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,11 +54,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from src.atomic import replace_dir, staging_dir
 from src.config import PARAMS_FILE, ConfigError, DataConfig, Params, as_dict, load_params
 from src.data import mr_simulator
 from src.data.degrade import degrade, naive_upsample
 from src.data.io import (DataError, check_min_size, check_same_shape, find_inputs, input_stem, load_labels,
-                         load_volume, replace_dir, sha256)
+                         load_volume, sha256)
 from src.data.labels import CLASS_NAMES, NUM_CLASSES, brain_mask_from_tissue, tissue_labels
 from src.data.preprocess import (BACKGROUND, crop_square, foreground_mask, kept_slices, normalise_volume,
                                  resize_images, resize_labels, set_background, slices_along, square_box)
@@ -353,13 +353,6 @@ def _save_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def _make_tmp(final: Path) -> Path:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-tmp-", dir=final.parent))
-    tmp.chmod(0o755)  # mkdtemp makes 0700 folders
-    return tmp
-
-
 # ---------------------------------------------------------------- stage
 
 
@@ -447,8 +440,8 @@ def prepare(params: Params) -> dict:
             "note": "real_labels of the train split are for evaluation judges / oracles only, never a training loss",
         }
 
-    out_tmp = _make_tmp(OUT_DIR)
-    preview_tmp = _make_tmp(PREVIEW_DIR)
+    out_tmp = staging_dir(OUT_DIR)
+    preview_tmp = staging_dir(PREVIEW_DIR)
     try:
         (out_tmp / "sr").mkdir()
         for s in SPLITS:

@@ -12,8 +12,9 @@ import argparse
 import importlib.resources
 import shutil
 import sys
-import tempfile
 from pathlib import Path
+
+from src.atomic import staged_dir
 
 OUT_DIR = Path("data/raw/mni152")
 PACKAGE = "nilearn"
@@ -25,40 +26,16 @@ FILES = {
 }
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Rename `tmp` over `final`; each rename is atomic, and a failed swap restores `final`."""
-    old = final.with_name(f".{final.name}-old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        final.rename(old)
-    try:
-        tmp.rename(final)
-    except OSError:
-        if old.exists() and not final.exists():
-            old.rename(final)
-        raise
-    if old.exists():
-        shutil.rmtree(old)
-
-
 def copy_template(out_dir: Path = OUT_DIR) -> list[Path]:
     """Copy the three template files into `out_dir` (replacing it); returns the written paths."""
     data = importlib.resources.files(PACKAGE).joinpath(*DATA)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-tmp-", dir=out_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes 0700 folders
-    try:
+    with staged_dir(out_dir) as tmp:
         for target, source in FILES.items():
             resource = data / source
             if not resource.is_file():
                 raise FileNotFoundError(f"{resource}: not in the installed nilearn package")
             with resource.open("rb") as src, (tmp / target).open("wb") as dst:
                 shutil.copyfileobj(src, dst)
-        _replace_dir(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return [out_dir / name for name in FILES]
 
 

@@ -81,8 +81,9 @@ def train(params: Params) -> dict[str, float]:
         vgg_path = weight_file(WEIGHTS_DIR, "vgg19", use="The CycleGAN perceptual content loss")
         vgg_features, vgg_backbone = build_vgg19_features(str(vgg_path) if vgg_path else None)
         perceptual = runtime.prepare(VGGPerceptualLoss(vgg_features, cfg.vgg_layers))
+    # One frozen segmenter: the semantic loss (when its weight is > 0), sample overlays, val Dice.
     segmenter, segmenter_meta = load_segmenter(SEGMENTER_FILE)
-    segmenter = runtime.prepare(segmenter) if weights.semantic > 0 else None
+    segmenter = runtime.prepare(segmenter)
 
     nets = CycleGANNets(
         g_sim2real=runtime.prepare(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks, cfg.residual)),
@@ -114,20 +115,20 @@ def train(params: Params) -> dict[str, float]:
     resumed = try_resume(state, checkpoint_path, run_fingerprint, train_cfg.resume)
 
     sample_sim, sample_real = val_data["sim"][:N_SAMPLES], val_data["real"][:N_SAMPLES]
-    display_segmenter = runtime.prepare(load_segmenter(SEGMENTER_FILE)[0])
 
     def sample(step: int):
         fake_real = translate(nets.g_sim2real, sample_sim, runtime)
         rec_sim = translate(nets.g_real2sim, fake_real, runtime)
         fake_sim = translate(nets.g_real2sim, sample_real, runtime)
-        overlay = overlay_labels(fake_real, predict_labels(display_segmenter, fake_real, runtime))
+        overlay = overlay_labels(fake_real, predict_labels(segmenter, fake_real, runtime))
         return grid([sample_sim, fake_real, rec_sim, overlay, sample_real, fake_sim],
                     ["sim", "fake_real", "rec_sim", "seg(fake_real)", "real", "fake_sim"])
 
     def step_fn(step: int) -> dict[str, float]:
         sim, sim_labels = random_crops(train_data["sim"], cfg.crop_size, cfg.batch_size, batches, train_data["sim_labels"])
         real, _ = random_crops(train_data["real"], cfg.crop_size, cfg.batch_size, batches)
-        stats = cyclegan_step(nets, opt_g, opt_d, pool_real, pool_sim, perceptual, segmenter,
+        stats = cyclegan_step(nets, opt_g, opt_d, pool_real, pool_sim, perceptual,
+                              segmenter if weights.semantic > 0 else None,
                               runtime.batch(sim), sim_labels.to(runtime.device), runtime.batch(real),
                               weights, cfg.gan_loss, cfg.diffaugment, runtime)
         sched_g.step()
@@ -149,10 +150,10 @@ def train(params: Params) -> dict[str, float]:
 
         # Content check on validation slices: does the frozen segmenter still find the sim labels?
         scores = {}
-        scores.update(dice_report("val/segmenter_on_sim", predict_labels(display_segmenter, val_data["sim"], runtime),
+        scores.update(dice_report("val/segmenter_on_sim", predict_labels(segmenter, val_data["sim"], runtime),
                                   val_data["sim_labels"], class_names))
         fake_real = translate(nets.g_sim2real, val_data["sim"], runtime)
-        scores.update(dice_report("val/segmenter_on_fake_real", predict_labels(display_segmenter, fake_real, runtime),
+        scores.update(dice_report("val/segmenter_on_fake_real", predict_labels(segmenter, fake_real, runtime),
                                   val_data["sim_labels"], class_names))
         for key, value in scores.items():
             live.summary[key] = value

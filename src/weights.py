@@ -18,13 +18,13 @@ import logging
 import shutil
 import socket
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from src.atomic import staged_dir
 from src.config import ConfigError, load_params
 
 OUT_DIR = Path("pipeline/weights")
@@ -182,10 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_params(args.params).weights
         local = {"vgg19": cfg.vgg19_path, "inception_fid": cfg.inception_path, "resnet18": cfg.resnet18_path}
-        OUT_DIR.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".weights-", dir=OUT_DIR.parent))
-        staging.chmod(0o755)  # mkdtemp makes 0700 folders
-        try:
+        with staged_dir(OUT_DIR) as staging:
             entries = {}
             for name, spec in weight_specs().items():
                 entry = resolve(spec, local[name], cfg.allow_download, cfg.download_timeout_s)
@@ -196,10 +193,6 @@ def main(argv: list[str] | None = None) -> int:
                     log.warning("%s UNAVAILABLE (%s): %s", name, spec.description, entry["reason"])
                 entries[name] = entry
             write_manifest(staging, entries)
-            shutil.rmtree(OUT_DIR, ignore_errors=True)
-            staging.rename(OUT_DIR)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from test_evaluate_errors import G_SIM2REAL, make_tree, write_params
+from test_evaluate_errors import G_SIM2REAL, make_tree, one_thread, write_params  # noqa: F401 (autouse fixture)
 
 from src import evaluate
 from src.config import load_params
@@ -19,14 +19,6 @@ from src.training.runtime import make_runtime
 
 SETS = ["sim_only", "translated_sim", "real_oracle"]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions on a shared 2-core machine run ~10x faster on one intra-op thread than on two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class RecordingFit:

@@ -23,7 +23,6 @@ folders, non-finite voxels, label problems, shape mismatches, too-small images.
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -206,26 +205,3 @@ def sha256(path: Path | str) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move the finished folder `tmp` to `final`, replacing any previous `final`.
-
-    `tmp` must be on the same file system (create it next to `final`): each rename is
-    atomic, so readers see the old folder or the new one, never a half-written one. If
-    the second rename fails the previous folder is put back.
-    """
-    tmp, final = Path(tmp), Path(final)
-    old = final.with_name(f".{final.name}-old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        final.rename(old)
-    try:
-        tmp.rename(final)
-    except OSError:
-        if old.exists() and not final.exists():
-            old.rename(final)
-        raise
-    if old.exists():
-        shutil.rmtree(old)
