@@ -159,6 +159,8 @@ def train(params: Params) -> dict[str, float]:
             live.summary[key] = value
         live.summary["perceptual_backbone"] = vgg_backbone
         live.summary["device"] = str(runtime.device)
+        # dvclive's resume moves its step past the last logged one: report the last trained step.
+        live.step = state.step - 1
         live.make_summary()
     resolved = {"seed": params.seed, "train": {k: v for k, v in as_dict(train_cfg).items() if k != "sr"},
                 "vgg_backbone": vgg_backbone, "segmenter": segmenter_meta, "fingerprint": run_fingerprint}

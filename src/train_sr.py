@@ -20,7 +20,7 @@ from src.models.discriminators import PatchDiscriminator
 from src.models.srresnet import SRResNet
 from src.pretrained import weight_file
 from src.training.batches import paired_crops
-from src.training.checkpoint import TrainState, load_weights, save_weights
+from src.training.checkpoint import TrainState, save_weights
 from src.training.loop import GeneratorState, LoopSettings, NonFiniteLossError, fit, trim_metrics, try_resume
 from src.training.runtime import make_runtime, seed_everything
 from src.training.samples import grid
@@ -76,6 +76,10 @@ def train(params: Params) -> dict[str, float]:
 
     g = runtime.prepare(SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks))
     g_ema = copy.deepcopy(g).requires_grad_(False)
+    # The PSNR model (phase 1's EMA weights) lives in the checkpointed state, not only in
+    # g_psnr.pt: DVC deletes a stage's outputs before re-running it, and a run resumed in
+    # phase 2 must still have it.
+    g_psnr = copy.deepcopy(g).requires_grad_(False)
     d = runtime.prepare(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm))
     opt_g_psnr = torch.optim.Adam(g.parameters(), lr=cfg.lr_psnr, betas=tuple(cfg.betas))
     opt_g_gan = torch.optim.Adam(g.parameters(), lr=cfg.lr_gan, betas=tuple(cfg.betas))
@@ -83,7 +87,7 @@ def train(params: Params) -> dict[str, float]:
     sched_psnr = torch.optim.lr_scheduler.CosineAnnealingLR(opt_g_psnr, T_max=cfg.psnr_steps, eta_min=cfg.lr_psnr * 0.05)
     batches = torch.Generator().manual_seed(params.seed)
     state = TrainState(
-        modules={"g": g, "g_ema": g_ema, "d": d},
+        modules={"g": g, "g_ema": g_ema, "g_psnr": g_psnr, "d": d},
         optimizers={"g_psnr": opt_g_psnr, "g_gan": opt_g_gan, "d": opt_d},
         schedulers={"g_psnr": sched_psnr},
         extras={"batches": GeneratorState(batches)},
@@ -92,6 +96,7 @@ def train(params: Params) -> dict[str, float]:
     run_fingerprint = fingerprint(
         {k: v for k, v in as_dict(cfg).items() if k not in NOT_FINGERPRINTED},
         params.seed, file_sha256(SR_DATA / "train.npz"), vgg_backbone,
+        sorted(state.modules),  # the checkpoint layout: a checkpoint of another layout starts fresh
     )
     checkpoint_path = OUT / "checkpoint" / "last.pt"
     resumed = try_resume(state, checkpoint_path, run_fingerprint, train_cfg.resume)
@@ -99,12 +104,11 @@ def train(params: Params) -> dict[str, float]:
     total_steps = cfg.psnr_steps + cfg.gan_steps
     sample_lr, sample_hr = val_data["lr"][:N_SAMPLES], val_data["hr"][:N_SAMPLES]
     sample_naive = val_data["naive"][:N_SAMPLES]
-    g_psnr_file = OUT / "g_psnr.pt"
     model_meta = {"scale": scale, "degradation": degradation, "channels": cfg.g_channels, "blocks": cfg.g_blocks}
 
     def sample(step: int):
         current = predict(g_ema, sample_lr, runtime)
-        psnr_model = current if state.phase == "psnr" else predict(g_psnr_frozen, sample_lr, runtime)
+        psnr_model = current if state.phase == "psnr" else predict(g_psnr, sample_lr, runtime)
         return grid([sample_lr, sample_naive, psnr_model, current, sample_hr],
                     ["LR", "naive", "PSNR model", f"G_ema ({state.phase})", "HR"])
 
@@ -139,27 +143,27 @@ def train(params: Params) -> dict[str, float]:
         if state.phase == "psnr":
             fit(state, psnr_phase_step, LoopSettings(total_steps=cfg.psnr_steps, desc="SR psnr phase", **common),
                 checkpoint_path, run_fingerprint, live, sample)
-            save_weights(g_psnr_file, g_ema, {**model_meta, "phase": "psnr", "steps": cfg.psnr_steps})
+            g_psnr.load_state_dict(g_ema.state_dict())
             # Phase 2 starts from the PSNR model's EMA weights (BasicSR: pretrain_network_g = params_ema).
             g.load_state_dict(g_ema.state_dict())
             state.phase = "gan"
-        g_psnr_frozen = runtime.prepare(SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks))
-        g_psnr_frozen.load_state_dict(load_weights(g_psnr_file)["state_dict"])
-        g_psnr_frozen.requires_grad_(False)
         if cfg.gan_steps > 0:
             fit(state, gan_phase_step, LoopSettings(total_steps=total_steps, desc="SR gan phase", **common),
                 checkpoint_path, run_fingerprint, live, sample)
+        save_weights(OUT / "g_psnr.pt", g_psnr, {**model_meta, "phase": "psnr", "steps": cfg.psnr_steps})
         save_weights(OUT / "g_gan.pt", g_ema, {**model_meta, "phase": "gan", "steps": total_steps,
                                                 "vgg_backbone": vgg_backbone})
 
         scores = {}
         scores.update(validation_scores("naive", val_data["naive"], val_data["hr"], scale))
-        scores.update(validation_scores("psnr_model", predict(g_psnr_frozen, val_data["lr"], runtime), val_data["hr"], scale))
+        scores.update(validation_scores("psnr_model", predict(g_psnr, val_data["lr"], runtime), val_data["hr"], scale))
         scores.update(validation_scores("gan_model", predict(g_ema, val_data["lr"], runtime), val_data["hr"], scale))
         for key, value in scores.items():
             live.summary[key] = value
         live.summary["perceptual_backbone"] = vgg_backbone
         live.summary["device"] = str(runtime.device)
+        # dvclive's resume moves its step past the last logged one: report the last trained step.
+        live.step = state.step - 1
         live.make_summary()
     resolved = {"seed": params.seed, "train": {k: v for k, v in as_dict(train_cfg).items() if k not in ("cyclegan",)},
                 "data_meta": meta, "vgg_backbone": vgg_backbone, "fingerprint": run_fingerprint}

@@ -86,6 +86,17 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     # Logged rows after the checkpoint were trimmed and re-logged once: no duplicates, same steps.
     assert metric_steps(killed) == metric_steps(straight)
 
+    # DVC deletes a stage's (non-persisted) outputs before re-running it; a run resumed in
+    # the GAN phase must rebuild both generators from the checkpoint alone.
+    expected = {name: load_weights(straight / "pipeline/train_sr" / name)["state_dict"] for name in ("g_psnr.pt", "g_gan.pt")}
+    for name in ("g_psnr.pt", "g_gan.pt", "config.json"):
+        (straight / "pipeline/train_sr" / name).unlink()
+    out = finish(run_stage(straight))
+    assert "phase 'gan'" in out
+    for name, weights in expected.items():
+        rebuilt = load_weights(straight / "pipeline/train_sr" / name)["state_dict"]
+        assert all(torch.equal(weights[k], rebuilt[k]) for k in weights), f"{name} not rebuilt from the checkpoint"
+
 
 def test_changed_params_start_fresh_and_resume_false_forces_it(tmp_path):
     root = make_tree(tmp_path, psnr_steps=20, gan_steps=0)
