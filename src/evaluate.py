@@ -35,6 +35,7 @@ from src.models.segmenter import build_unet
 from src.models.srresnet import SRResNet
 from src.pretrained import weight_file
 from src.training.checkpoint import load_weights
+from src.training.inference import predict
 from src.training.runtime import Runtime, make_runtime, seed_everything
 from src.training.samples import grid, overlay_labels
 from src.training.segmentation import dice_report, fit_segmenter, predict_labels
@@ -75,15 +76,6 @@ def load_translator(path: Path) -> torch.nn.Module:
         raise ValueError(f"{path}: weights do not match their metadata ({type(err).__name__}: {err}); "
                          f"re-run train_cyclegan") from None
     return g.eval().requires_grad_(False)
-
-
-@torch.no_grad()
-def run_model(model: torch.nn.Module, images: torch.Tensor, runtime: Runtime, batch_size: int) -> torch.Tensor:
-    out = []
-    for i in range(0, len(images), batch_size):
-        with runtime.autocast():
-            out.append(model(runtime.batch(images[i:i + batch_size])).float().cpu())
-    return torch.cat(out)
 
 
 # ---------------------------------------------------------------- metric groups
@@ -129,12 +121,12 @@ def evaluate_sr(params: Params, runtime: Runtime, dist: DistributionMetrics, exa
     if lr_img.shape[-1] * scale != hr_img.shape[-1] or lr_img.shape[-2] * scale != hr_img.shape[-2]:
         raise ValueError(f"{SR_DATA / 'test.npz'}: LR {tuple(lr_img.shape[-2:])} x{scale} does not give HR "
                          f"{tuple(hr_img.shape[-2:])}")
-    g_psnr = runtime.prepare(load_sr_generator(G_PSNR, scale, degradation))
-    g_gan = runtime.prepare(load_sr_generator(G_GAN, scale, degradation))
+    g_psnr = runtime.place(load_sr_generator(G_PSNR, scale, degradation))
+    g_gan = runtime.place(load_sr_generator(G_GAN, scale, degradation))
     outputs = {
         "naive": test["naive"],
-        "psnr_model": run_model(g_psnr, lr_img, runtime, ev.batch_size),
-        "gan_model": run_model(g_gan, lr_img, runtime, ev.batch_size),
+        "psnr_model": predict(g_psnr, lr_img, runtime, ev.batch_size),
+        "gan_model": predict(g_gan, lr_img, runtime, ev.batch_size),
     }
     hr_features = dist.features(hr_img)
     results: dict = {}
@@ -150,7 +142,7 @@ def evaluate_sr(params: Params, runtime: Runtime, dist: DistributionMetrics, exa
 
     # Uncertainty (8-way dihedral TTA spread) and hallucination (|GAN - PSNR|) maps.
     def model_fn(model):
-        return lambda x: run_model(model, x, runtime, ev.batch_size)
+        return lambda x: predict(model, x, runtime, ev.batch_size)
 
     _, tta_std_psnr = dihedral_tta(model_fn(g_psnr), lr_img)
     _, tta_std_gan = dihedral_tta(model_fn(g_gan), lr_img)
@@ -183,11 +175,11 @@ def evaluate_sim2real(params: Params, runtime: Runtime, examples: Path):
     class_names = list(load_meta(SIM2REAL / "meta.json")["class_names"])
     train = load_split(SIM2REAL / "train.npz", ("sim", "sim_labels", "real", "real_labels"))
     test = load_split(SIM2REAL / "test.npz", ("sim", "sim_labels", "real", "real_labels"))
-    g_sim2real = runtime.prepare(load_translator(G_SIM2REAL))
+    g_sim2real = runtime.place(load_translator(G_SIM2REAL))
     if train["sim"].shape[-1] % 4 or test["sim"].shape[-1] % 4:
         raise ValueError(f"{SIM2REAL}: image size {test['sim'].shape[-1]} is not divisible by 4 (generator strides)")
-    translated_train = run_model(g_sim2real, train["sim"], runtime, ev.batch_size).clamp(-1, 1)
-    translated_test = run_model(g_sim2real, test["sim"], runtime, ev.batch_size).clamp(-1, 1)
+    translated_train = predict(g_sim2real, train["sim"], runtime, ev.batch_size).clamp(-1, 1)
+    translated_test = predict(g_sim2real, test["sim"], runtime, ev.batch_size).clamp(-1, 1)
 
     encoder_file = weight_file(WEIGHTS_DIR, "resnet18", use="The downstream/judge U-Net encoders") \
         if seg_cfg.encoder == "resnet18" else None
@@ -195,7 +187,7 @@ def evaluate_sim2real(params: Params, runtime: Runtime, examples: Path):
     def fresh_segmenter():
         model, init = build_unet(seg_cfg.encoder, seg_cfg.encoder_depth, seg_cfg.decoder_channels, len(class_names),
                                  str(encoder_file) if encoder_file else None)
-        return runtime.prepare(model), init
+        return runtime.place(model), init
 
     # Downstream value (CyCADA): one recipe, one budget, one seed, three training sets.
     training_sets = {
@@ -256,7 +248,7 @@ def evaluate(params: Params) -> dict:
             # space (trained on real test-disjoint slices) and named fd_/kid_judge_unet_encoder.
             extractor, space = EncoderFeatures(judge.encoder, "judge_unet_encoder"), "judge_unet_encoder"
             space_note = "judge_unet_encoder (fallback: FID Inception weights unavailable)"
-        extractor = runtime.prepare(extractor)
+        extractor = runtime.place(extractor)
         dist = DistributionMetrics(extractor, space, params, runtime)
 
         real_features = dist.features(test["real"])

@@ -55,11 +55,12 @@ import torch
 from tqdm import tqdm
 
 from src.atomic import replace_dir, staging_dir
+from src.checksum import sha256
 from src.config import PARAMS_FILE, ConfigError, DataConfig, Params, as_dict, load_params
 from src.data import mr_simulator
 from src.data.degrade import degrade, naive_upsample
 from src.data.io import (DataError, check_min_size, check_same_shape, find_inputs, input_stem, load_labels,
-                         load_volume, sha256)
+                         load_volume)
 from src.data.labels import CLASS_NAMES, NUM_CLASSES, brain_mask_from_tissue, tissue_labels
 from src.data.preprocess import (BACKGROUND, crop_square, foreground_mask, kept_slices, normalise_volume,
                                  resize_images, resize_labels, set_background, slices_along, square_box)

@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 from dvclive import Live
 
+from src.checksum import sha256
 from src.config import ConfigError, Params, as_dict, fingerprint, load_params
-from src.data.prepared import PREPARED, file_sha256, load_meta, load_split
+from src.data.prepared import PREPARED, load_meta, load_split
 from src.losses.perceptual import VGGPerceptualLoss, build_vgg19_features
 from src.models.cyclegan import ResnetGenerator
 from src.models.discriminators import PatchDiscriminator
@@ -80,16 +81,16 @@ def train(params: Params) -> dict[str, float]:
     if weights.percep > 0:
         vgg_path = weight_file(WEIGHTS_DIR, "vgg19", use="The CycleGAN perceptual content loss")
         vgg_features, vgg_backbone = build_vgg19_features(str(vgg_path) if vgg_path else None)
-        perceptual = runtime.prepare(VGGPerceptualLoss(vgg_features, cfg.vgg_layers))
+        perceptual = runtime.place(VGGPerceptualLoss(vgg_features, cfg.vgg_layers))
     # One frozen segmenter: the semantic loss (when its weight is > 0), sample overlays, val Dice.
     segmenter, segmenter_meta = load_segmenter(SEGMENTER_FILE)
-    segmenter = runtime.prepare(segmenter)
+    segmenter = runtime.place(segmenter)
 
     nets = CycleGANNets(
-        g_sim2real=runtime.prepare(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks, cfg.residual)),
-        g_real2sim=runtime.prepare(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks, cfg.residual)),
-        d_real=runtime.prepare(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm)),
-        d_sim=runtime.prepare(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm)),
+        g_sim2real=runtime.place(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks, cfg.residual)),
+        g_real2sim=runtime.place(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks, cfg.residual)),
+        d_real=runtime.place(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm)),
+        d_sim=runtime.place(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm)),
     )
     betas = tuple(cfg.betas)
     # One optimiser for both generators and one for both discriminators, as junyanz.
@@ -109,7 +110,7 @@ def train(params: Params) -> dict[str, float]:
     )
     run_fingerprint = fingerprint(
         {k: v for k, v in as_dict(cfg).items() if k not in NOT_FINGERPRINTED}, as_dict(weights), params.seed,
-        file_sha256(SIM2REAL / "train.npz"), file_sha256(SEGMENTER_FILE), vgg_backbone,
+        sha256(SIM2REAL / "train.npz"), sha256(SEGMENTER_FILE), vgg_backbone,
     )
     checkpoint_path = OUT / "checkpoint" / "last.pt"
     resumed = try_resume(state, checkpoint_path, run_fingerprint, train_cfg.resume)

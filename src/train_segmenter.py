@@ -42,7 +42,7 @@ def train(params: Params) -> dict:
         if cfg.encoder == "resnet18" else None
     model, encoder_weights = build_unet(cfg.encoder, cfg.encoder_depth, cfg.decoder_channels, len(class_names),
                                         str(encoder_file) if encoder_file else None)
-    model = runtime.prepare(model)
+    model = runtime.place(model)
     losses = fit_segmenter(model, train_data["sim"], train_data["sim_labels"], cfg, cfg.steps, params.seed, runtime,
                            desc="segmenter (sim)")
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 from dvclive import Live
 
+from src.checksum import sha256
 from src.config import ConfigError, Params, as_dict, fingerprint, load_params
-from src.data.prepared import PREPARED, file_sha256, load_meta, load_split
+from src.data.prepared import PREPARED, load_meta, load_split
 from src.losses.perceptual import VGGPerceptualLoss, build_vgg19_features
 from src.metrics.image_quality import psnr, ssim
 from src.models.discriminators import PatchDiscriminator
@@ -72,15 +73,15 @@ def train(params: Params) -> dict[str, float]:
 
     vgg_path = weight_file(WEIGHTS_DIR, "vgg19", use="The SR perceptual loss")
     vgg_features, vgg_backbone = build_vgg19_features(str(vgg_path) if vgg_path else None)
-    perceptual = runtime.prepare(VGGPerceptualLoss(vgg_features, cfg.vgg_layers)) if cfg.lambda_percep > 0 else None
+    perceptual = runtime.place(VGGPerceptualLoss(vgg_features, cfg.vgg_layers)) if cfg.lambda_percep > 0 else None
 
-    g = runtime.prepare(SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks))
+    g = runtime.place(SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks))
     g_ema = copy.deepcopy(g).requires_grad_(False)
     # The PSNR model (phase 1's EMA weights) lives in the checkpointed state, not only in
     # g_psnr.pt: DVC deletes a stage's outputs before re-running it, and a run resumed in
     # phase 2 must still have it.
     g_psnr = copy.deepcopy(g).requires_grad_(False)
-    d = runtime.prepare(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm))
+    d = runtime.place(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm))
     opt_g_psnr = torch.optim.Adam(g.parameters(), lr=cfg.lr_psnr, betas=tuple(cfg.betas))
     opt_g_gan = torch.optim.Adam(g.parameters(), lr=cfg.lr_gan, betas=tuple(cfg.betas))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_gan, betas=tuple(cfg.betas))
@@ -95,7 +96,7 @@ def train(params: Params) -> dict[str, float]:
     )
     run_fingerprint = fingerprint(
         {k: v for k, v in as_dict(cfg).items() if k not in NOT_FINGERPRINTED},
-        params.seed, file_sha256(SR_DATA / "train.npz"), vgg_backbone,
+        params.seed, sha256(SR_DATA / "train.npz"), vgg_backbone,
         sorted(state.modules),  # the checkpoint layout: a checkpoint of another layout starts fresh
     )
     checkpoint_path = OUT / "checkpoint" / "last.pt"

@@ -12,7 +12,6 @@ src/pretrained.py is how the other stages read it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import shutil
@@ -25,6 +24,7 @@ from typing import Callable
 import torch
 
 from src.atomic import staged_dir
+from src.checksum import sha256
 from src.config import ConfigError, load_params
 
 OUT_DIR = Path("pipeline/weights")
@@ -93,14 +93,6 @@ CHECKS: dict[str, Callable[[Path], None]] = {
     "inception_fid": _check_inception,
     "resnet18": _check_resnet18,
 }
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _download(spec: WeightSpec, timeout_s: float) -> Path:

@@ -22,7 +22,6 @@ folders, non-finite voxels, label problems, shape mismatches, too-small images.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -190,18 +189,3 @@ def check_min_size(path: Path, shape: tuple[int, ...], axes: list[int], min_size
         if min(in_plane) < min_size:
             raise DataError(f"{path}: slices along axis {axis} are {in_plane[1]}x{in_plane[0]} pixels, smaller than "
                             f"data.image_size / data.scale = {min_size}")
-
-
-def sha256(path: Path | str) -> str:
-    """SHA-256 of a file, or of a DICOM series folder (its files' names and hashes, sorted)."""
-    path = Path(path)
-    if path.is_dir():
-        digest = hashlib.sha256()
-        for f in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
-            digest.update(f"{f.name}:{sha256(f)}\n".encode())
-        return digest.hexdigest()
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -48,13 +48,3 @@ def load_meta(path: Path | str) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: metadata not found (run `dvc repro prepare`)")
     return json.loads(path.read_text())
-
-
-def file_sha256(path: Path | str) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

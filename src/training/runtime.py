@@ -28,7 +28,7 @@ class Runtime:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def prepare(self, net: nn.Module) -> nn.Module:
+    def place(self, net: nn.Module) -> nn.Module:
         """Move a network to the device (channels_last on CUDA: faster convs under AMP)."""
         net = net.to(self.device)
         if self.amp:

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from src.config import SegmenterConfig
 from src.metrics.segmentation import dice_per_class
+from src.training.inference import predict
 from src.training.runtime import Runtime
 
 
@@ -84,15 +85,9 @@ def fit_segmenter(model: torch.nn.Module, images: torch.Tensor, labels: torch.Te
     return losses
 
 
-@torch.no_grad()
 def predict_labels(model: torch.nn.Module, images: torch.Tensor, runtime: Runtime, batch_size: int = 16) -> torch.Tensor:
     """Argmax labels (N, H, W) on CPU for images (N, 1, H, W) in [-1, 1]."""
-    model.eval()
-    out = []
-    for i in range(0, len(images), batch_size):
-        with runtime.autocast():
-            out.append(model(runtime.batch(images[i:i + batch_size])).argmax(1).cpu())
-    return torch.cat(out)
+    return predict(model, images, runtime, batch_size, postprocess=lambda logits: logits.argmax(1))
 
 
 def dice_report(prefix: str, pred: torch.Tensor, target: torch.Tensor, class_names: list[str]) -> dict[str, float]:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from datatest_helpers import synthetic_head, write_dicom, write_image, write_nifti
 
-from src.data.io import DataError, find_inputs, input_stem, load_labels, load_volume, sha256
+from src.data.io import DataError, find_inputs, input_stem, load_labels, load_volume
+from src.checksum import sha256
 
 
 def test_nifti_is_float32_with_rows_running_down(tmp_path):

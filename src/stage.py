@@ -1,0 +1,47 @@
+"""The skeleton every DVC stage module shares: `--help`, `--params`, logging, and the error exit.
+
+A stage module defines its recipe (`run(params) -> summary`) and ends with
+`sys.exit(run_stage(...))`; an expected failure (bad params, missing or corrupt input,
+a training run that cannot recover) prints one `error: ...` line naming the culprit and
+exits 1, with nothing half-written (each stage writes through `src.atomic`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any, Callable
+
+from src.config import ConfigError, Params, load_params
+
+log = logging.getLogger("stage")
+
+# Failures a user can act on: each carries a message naming the file, key or stage.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, ValueError, OSError, RuntimeError)
+
+
+def run_stage(name: str, description: str, recipe: Callable[[Params], Any], argv: list[str] | None = None,
+              reads_params: bool = True) -> int:
+    """Parse argv, load params, run `recipe(params)`; return the process exit code.
+
+    `name` is the stage (`python -m src.<name>`); `recipe`'s return value, a dict of
+    summary numbers or a short string, is logged. `reads_params=False` for stages that
+    take no params (then `recipe` gets None).
+    """
+    parser = argparse.ArgumentParser(prog=f"python -m src.{name}", description=description)
+    if reads_params:
+        parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        summary = recipe(load_params(args.params) if reads_params else None)
+    except EXPECTED_ERRORS as err:
+        print(f"error: {name}: {err}", file=sys.stderr)
+        return 1
+    if isinstance(summary, dict):
+        for key, value in summary.items():
+            log.info("%s: %s = %s", name, key, f"{value:.4f}" if isinstance(value, float) else value)
+    elif summary:
+        log.info("%s: %s", name, summary)
+    return 0
