@@ -236,12 +236,16 @@ class EvaluateConfig:
     kid_subsets: int
     kid_subset_size: int
     downstream_steps: int
+    downstream_seeds: int
+    bootstrap_resamples: int
+    bootstrap_set_resamples: int
     n_examples: int
 
     def __post_init__(self) -> None:
         _require(self.device in ("auto", "cpu", "cuda"), "evaluate.device", f"must be auto, cpu or cuda, got {self.device!r}")
         for name in ("batch_size", "swd_descriptors_per_image", "swd_directions", "kid_subsets",
-                     "kid_subset_size", "downstream_steps", "n_examples"):
+                     "kid_subset_size", "downstream_steps", "downstream_seeds", "bootstrap_resamples",
+                     "bootstrap_set_resamples", "n_examples"):
             _require(getattr(self, name) >= 1, f"evaluate.{name}", "must be >= 1")
         _require(self.kid_subset_size >= 2, "evaluate.kid_subset_size", "must be >= 2 (unbiased MMD needs pairs)")
 
