@@ -10,6 +10,8 @@ import json
 import logging
 from pathlib import Path
 
+from src.losses.perceptual import VGGPerceptualLoss, build_vgg19_features
+
 log = logging.getLogger(__name__)
 
 
@@ -33,3 +35,11 @@ def weight_file(weights_dir: Path | str, name: str, use: str) -> Path | None:
     log.warning("Give a local file in params.yaml (weights.*_path) or put it in the torch hub cache.")
     log.warning("=" * 72)
     return None
+
+
+def perceptual_loss(weights_dir: Path | str, layers: list[str] | tuple[str, ...], use: str) -> tuple[VGGPerceptualLoss, str]:
+    """(VGGPerceptualLoss on `layers`, backbone name): ImageNet VGG19 when the `weights` stage
+    found it, else the recorded random-init fallback (`vgg19_random_init`)."""
+    vgg_path = weight_file(weights_dir, "vgg19", use=use)
+    vgg_features, backbone = build_vgg19_features(str(vgg_path) if vgg_path else None)
+    return VGGPerceptualLoss(vgg_features, list(layers)), backbone

@@ -8,13 +8,13 @@ folder next to the target, which is then renamed over it.
 
 from __future__ import annotations
 
-import argparse
 import importlib.resources
 import shutil
 import sys
 from pathlib import Path
 
 from src.atomic import staged_dir
+from src.stage import run_stage
 
 OUT_DIR = Path("data/raw/mni152")
 PACKAGE = "nilearn"
@@ -39,21 +39,19 @@ def copy_template(out_dir: Path = OUT_DIR) -> list[Path]:
     return [out_dir / name for name in FILES]
 
 
+DESCRIPTION = ("Reads the MNI152 2009a symmetric template (T1, grey- and white-matter probability maps) from the "
+               f"installed nilearn package (nilearn/datasets/data) and writes {OUT_DIR}/t1.nii.gz, gm.nii.gz and "
+               "wm.nii.gz (an atomic copy; no download).")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m src.template",
-        description="Reads the MNI152 2009a symmetric template (T1, grey- and white-matter probability maps) "
-                    f"from the installed nilearn package (nilearn/datasets/data) and writes {OUT_DIR}/t1.nii.gz, "
-                    "gm.nii.gz and wm.nii.gz (an atomic copy; no download).")
-    parser.parse_args(argv)
-    try:
-        written = copy_template()
-    except (OSError, ModuleNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    for path in written:
-        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    return 0
+    def recipe(_params) -> str:
+        try:
+            written = copy_template()
+        except ModuleNotFoundError as err:
+            raise FileNotFoundError(f"the nilearn package is not installed: {err}") from None
+        return ", ".join(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)" for path in written)
+    return run_stage("template", DESCRIPTION, recipe, argv, reads_params=False)
 
 
 if __name__ == "__main__":

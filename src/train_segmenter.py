@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import sys
 import time
 from pathlib import Path
 
-from src.config import ConfigError, Params, as_dict, load_params
+from src.config import Params, as_dict
 from src.data.prepared import PREPARED, load_meta, load_split
 from src.models.segmenter import build_unet
 from src.pretrained import weight_file
+from src.stage import run_stage
 from src.training.checkpoint import save_weights
+from src.training.run import write_json
 from src.training.runtime import make_runtime, seed_everything
 from src.training.segmentation import dice_report, fit_segmenter, predict_labels
 
 OUT = Path("pipeline/train_segmenter")
 WEIGHTS_DIR = Path("pipeline/weights")
 SIM2REAL = PREPARED / "sim2real"
-log = logging.getLogger("train_segmenter")
 
 
 def segmenter_meta(params: Params, n_classes: int, encoder_weights: str) -> dict:
@@ -33,7 +31,7 @@ def train(params: Params) -> dict:
     started = time.perf_counter()
     cfg = params.segmenter
     seed_everything(params.seed)
-    runtime = make_runtime("auto", amp=True)
+    runtime = make_runtime("auto", params.train.amp)  # the same precision policy as the GANs
     class_names = list(load_meta(SIM2REAL / "meta.json")["class_names"])
     train_data = load_split(SIM2REAL / "train.npz", ("sim", "sim_labels"))
     val_data = load_split(SIM2REAL / "val.npz", ("sim", "sim_labels", "real", "real_labels"))
@@ -51,36 +49,22 @@ def train(params: Params) -> dict:
     metrics.update(dice_report("val_real", predict_labels(model, val_data["real"], runtime), val_data["real_labels"], class_names))
     metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
 
-    OUT.mkdir(parents=True, exist_ok=True)
     save_weights(OUT / "segmenter.pt", model, {**segmenter_meta(params, len(class_names), encoder_weights),
                                                "class_names": class_names, "trained_on": "sim train slices"})
-    (OUT / "config.json").write_text(json.dumps({"seed": params.seed, "segmenter": as_dict(cfg),
-                                                 "encoder_weights": encoder_weights}, indent=2) + "\n")
-    tmp = OUT / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    tmp.replace(OUT / "metrics.json")
+    write_json(OUT / "config.json", {"seed": params.seed, "segmenter": as_dict(cfg), "encoder_weights": encoder_weights})
+    write_json(OUT / "metrics.json", metrics)
     return metrics
 
 
+DESCRIPTION = (
+    "Train the U-Net (segmentation-models-pytorch) on simulated slices and their tissue labels. Reads "
+    "data/prepared/sim2real/{train,val}.npz and meta.json, pipeline/weights/ (ResNet-18 encoder) and params.yaml "
+    "(seed, segmenter). Writes pipeline/train_segmenter/segmenter.pt, config.json and metrics.json (validation "
+    "Dice per class on sim and on real slices: the sim-to-real gap).")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m src.train_segmenter",
-        description="Train the U-Net (segmentation-models-pytorch) on simulated slices and their tissue labels. "
-        "Reads data/prepared/sim2real/{train,val}.npz and meta.json, pipeline/weights/ (ResNet-18 encoder) and "
-        "params.yaml (seed, segmenter). Writes pipeline/train_segmenter/segmenter.pt, config.json and "
-        "metrics.json (validation Dice per class on sim and on real slices: the sim-to-real gap).",
-    )
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        metrics = train(load_params(args.params))
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    for key, value in metrics.items():
-        log.info("%s = %s", key, value)
-    return 0
+    return run_stage("train_segmenter", DESCRIPTION, train, argv)
 
 
 if __name__ == "__main__":

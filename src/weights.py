@@ -11,7 +11,6 @@ src/pretrained.py is how the other stages read it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -25,7 +24,8 @@ import torch
 
 from src.atomic import staged_dir
 from src.checksum import sha256
-from src.config import ConfigError, load_params
+from src.config import Params
+from src.stage import run_stage
 
 OUT_DIR = Path("pipeline/weights")
 log = logging.getLogger("weights")
@@ -160,35 +160,33 @@ def copy_into(out_dir: Path, name: str, origin: Path) -> None:
     shutil.copyfile(origin, out_dir / f"{name}.pth")
 
 
+def resolve_all(params: Params) -> str:
+    """Resolve every network into a staged copy of pipeline/weights/ with its manifest."""
+    cfg = params.weights
+    local = {"vgg19": cfg.vgg19_path, "inception_fid": cfg.inception_path, "resnet18": cfg.resnet18_path}
+    with staged_dir(OUT_DIR) as staging:
+        entries = {}
+        for name, spec in weight_specs().items():
+            entry = resolve(spec, local[name], cfg.allow_download, cfg.download_timeout_s)
+            if entry["status"] == "available":
+                copy_into(staging, name, Path(entry["origin"]))
+                log.info("%s: %s from %s", name, spec.description, entry["source"])
+            else:
+                log.warning("%s UNAVAILABLE (%s): %s", name, spec.description, entry["reason"])
+            entries[name] = entry
+        write_manifest(staging, entries)
+    return f"{sum(e['status'] == 'available' for e in entries.values())} of {len(entries)} networks available"
+
+
+DESCRIPTION = (
+    "Resolve VGG19 (perceptual loss), FID Inception-v3 and ResNet-18 (U-Net encoder) weights. Reads params.yaml "
+    "`weights` (local files), then the torch hub cache, then tries the libraries' own download. Writes "
+    "pipeline/weights/<name>.pth for each network found and pipeline/weights/manifest.json saying, for every "
+    "network, its source and sha256 or why it is unavailable.")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m src.weights",
-        description="Resolve VGG19 (perceptual loss), FID Inception-v3 and ResNet-18 (U-Net encoder) weights. "
-        "Reads params.yaml `weights` (local files), then the torch hub cache, then tries the libraries' own "
-        "download. Writes pipeline/weights/<name>.pth for each network found and pipeline/weights/manifest.json "
-        "saying, for every network, its source and sha256 or why it is unavailable.",
-    )
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_params(args.params).weights
-        local = {"vgg19": cfg.vgg19_path, "inception_fid": cfg.inception_path, "resnet18": cfg.resnet18_path}
-        with staged_dir(OUT_DIR) as staging:
-            entries = {}
-            for name, spec in weight_specs().items():
-                entry = resolve(spec, local[name], cfg.allow_download, cfg.download_timeout_s)
-                if entry["status"] == "available":
-                    copy_into(staging, name, Path(entry["origin"]))
-                    log.info("%s: %s from %s", name, spec.description, entry["source"])
-                else:
-                    log.warning("%s UNAVAILABLE (%s): %s", name, spec.description, entry["reason"])
-                entries[name] = entry
-            write_manifest(staging, entries)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run_stage("weights", DESCRIPTION, resolve_all, argv)
 
 
 if __name__ == "__main__":

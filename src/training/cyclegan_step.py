@@ -1,14 +1,23 @@
 """CycleGAN step (Zhu et al. 2017) with VGG content and CyCADA semantic consistency (Hoffman et al. 2018).
 
 One call = one G update of both generators, then one D update of both discriminators,
-as junyanz's `optimize_parameters()`. DiffAugment reaches D only through `discriminate`:
-real and pooled fake images in the D step, fake images in the G step; never the cycle,
-identity, perceptual or semantic inputs.
+as junyanz's `optimize_parameters()`. DiffAugment reaches D only through `discriminate`
+/ `discriminate_pair`: real and pooled fake images in the D step, fake images in the G
+step; never the cycle, identity, perceptual or semantic inputs.
+
+Fused passes, same algorithm: with instance norm every sample is normalised on its own, so
+a generator applied to a concatenated batch equals the generator applied to each part.
+`g_sim2real([sim, real])` yields `fake_real` and the identity output `idt_real` in one
+call (likewise `g_real2sim`), and each D scores reals and pooled fakes in one call: four
+generator calls a step instead of six and one D call per D step instead of two. The
+textbook six-call step (`benchmarks/textbook.py`) gives the same losses and gradients;
+a test holds them together.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -16,22 +25,24 @@ from torch import nn
 
 from src.losses.adversarial import D_LOSSES, G_LOSSES
 from src.losses.semantic import pseudo_labels, semantic_ce
-from src.training.gan_utils import ImagePool, discriminate, frozen, real_sign
+from src.training.gan_utils import ImagePool, discriminate, discriminate_pair, frozen, real_sign
 from src.training.runtime import Runtime
 
 
+@dataclass(frozen=True, kw_only=True)
+class CycleGANSettings:
+    """The `train.lambda_*` weights (0 skips a term's computation) and the loss choices."""
+
+    lambda_adv: float
+    lambda_cycle: float
+    lambda_identity: float
+    lambda_percep: float
+    lambda_semantic: float
+    gan_loss: Literal["nonsaturating", "lsgan", "hinge"]
+    policy: str              # DiffAugment policy, "" = none
+
+
 @dataclass(frozen=True)
-class CycleGANWeights:
-    """The `train.lambda_*` params; a weight of 0 skips the term's computation."""
-
-    adv: float
-    cycle: float
-    identity: float
-    percep: float
-    semantic: float
-
-
-@dataclass
 class CycleGANNets:
     g_sim2real: nn.Module
     g_real2sim: nn.Module
@@ -39,63 +50,97 @@ class CycleGANNets:
     d_sim: nn.Module         # tells sim images from fake_sim
 
 
-def cyclegan_step(nets: CycleGANNets, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-                  pool_real: ImagePool, pool_sim: ImagePool, perceptual: nn.Module | None,
-                  segmenter: nn.Module | None, sim: torch.Tensor, sim_labels: torch.Tensor, real: torch.Tensor,
-                  weights: CycleGANWeights, gan_loss: str, policy: str, runtime: Runtime) -> dict[str, float]:
-    """sim, real: (N, 1, H, W) in [-1, 1]; sim_labels: (N, H, W). Returns slash-namespaced stats."""
-    d_loss_fn, g_loss_fn = D_LOSSES[gan_loss], G_LOSSES[gan_loss]
-    stats: dict[str, float] = {}
+@dataclass(frozen=True)
+class CycleGANOptimizers:
+    g: torch.optim.Optimizer  # both generators, as junyanz
+    d: torch.optim.Optimizer  # both discriminators
+
+
+@dataclass(frozen=True)
+class CycleGANCritics:
+    """What judges G besides D: the fake-image pools and the content networks.
+
+    Built with the settings, so a positive content weight without its network fails
+    here, at construction, instead of silently dropping the term.
+    """
+
+    pool_real: ImagePool
+    pool_sim: ImagePool
+    perceptual: nn.Module | None
+    segmenter: nn.Module | None
+    settings: InitVar[CycleGANSettings]
+
+    def __post_init__(self, settings: CycleGANSettings) -> None:
+        if settings.lambda_percep > 0 and self.perceptual is None:
+            raise ValueError(f"train.lambda_percep is {settings.lambda_percep} but no perceptual network was given")
+        if settings.lambda_semantic > 0 and self.segmenter is None:
+            raise ValueError(f"train.lambda_semantic is {settings.lambda_semantic} but no segmenter was given")
+
+
+@dataclass(frozen=True)
+class CycleGANBatch:
+    sim: torch.Tensor          # (N, 1, H, W) in [-1, 1]
+    sim_labels: torch.Tensor   # (N, H, W) class indices of sim
+    real: torch.Tensor         # (N, 1, H, W) in [-1, 1], unpaired with sim
+
+
+def cyclegan_step(nets: CycleGANNets, optimizers: CycleGANOptimizers, critics: CycleGANCritics,
+                  batch: CycleGANBatch, settings: CycleGANSettings, runtime: Runtime) -> dict[str, float]:
+    """One G update and one D update; returns slash-namespaced stats (`g/cycle`, `d_real/adv`, ...)."""
+    s = settings
+    d_loss_fn, g_loss_fn = D_LOSSES[s.gan_loss], G_LOSSES[s.gan_loss]
+    sim, sim_labels, real = batch.sim, batch.sim_labels, batch.real
+    n = sim.shape[0]
 
     # G step: both generators, discriminators frozen.
     with frozen(nets.d_real), frozen(nets.d_sim), runtime.autocast():
-        fake_real = nets.g_sim2real(sim)
-        fake_sim = nets.g_real2sim(real)
+        if s.lambda_identity > 0:
+            fake_real, idt_real = nets.g_sim2real(torch.cat([sim, real])).split([n, real.shape[0]])
+            fake_sim, idt_sim = nets.g_real2sim(torch.cat([real, sim])).split([real.shape[0], n])
+        else:
+            fake_real, fake_sim = nets.g_sim2real(sim), nets.g_real2sim(real)
         terms: dict[str, torch.Tensor] = {}
-        if weights.adv > 0:
-            terms["adv"] = (g_loss_fn(discriminate(nets.d_real, fake_real, policy).float())
-                            + g_loss_fn(discriminate(nets.d_sim, fake_sim, policy).float()))
-        if weights.cycle > 0:
-            rec_sim = nets.g_real2sim(fake_real)
-            rec_real = nets.g_sim2real(fake_sim)
+        if s.lambda_adv > 0:
+            terms["adv"] = (g_loss_fn(discriminate(nets.d_real, fake_real, s.policy).float())
+                            + g_loss_fn(discriminate(nets.d_sim, fake_sim, s.policy).float()))
+        if s.lambda_cycle > 0:
+            rec_sim, rec_real = nets.g_real2sim(fake_real), nets.g_sim2real(fake_sim)
             terms["cycle"] = F.l1_loss(rec_sim.float(), sim) + F.l1_loss(rec_real.float(), real)
-        if weights.identity > 0:
-            terms["identity"] = (F.l1_loss(nets.g_sim2real(real).float(), real)
-                                 + F.l1_loss(nets.g_real2sim(sim).float(), sim))
-        if weights.percep > 0 and perceptual is not None:
+        if s.lambda_identity > 0:
+            terms["identity"] = F.l1_loss(idt_real.float(), real) + F.l1_loss(idt_sim.float(), sim)
+        if s.lambda_percep > 0:
             # Content: fake_real must keep sim's VGG features (SPIGAN-style regulariser).
-            terms["percep"] = perceptual(fake_real, sim).float()
-        if weights.semantic > 0 and segmenter is not None:
+            terms["percep"] = critics.perceptual(fake_real, sim).float()
+        if s.lambda_semantic > 0:
             # CyCADA: the frozen segmenter must find the simulator's labels in fake_real,
             # and its own prediction on real in fake_sim.
-            terms["semantic"] = (semantic_ce(segmenter, fake_real, sim_labels)
-                                 + semantic_ce(segmenter, fake_sim, pseudo_labels(segmenter, real)))
-        g_total = sum((getattr(weights, name) * value for name, value in terms.items()),
-                      torch.zeros((), device=sim.device))
-    opt_g.zero_grad(set_to_none=True)
+            terms["semantic"] = (semantic_ce(critics.segmenter, fake_real, sim_labels)
+                                 + semantic_ce(critics.segmenter, fake_sim, pseudo_labels(critics.segmenter, real)))
+        weights = {"adv": s.lambda_adv, "cycle": s.lambda_cycle, "identity": s.lambda_identity,
+                   "percep": s.lambda_percep, "semantic": s.lambda_semantic}
+        g_total = sum((weights[name] * value for name, value in terms.items()), torch.zeros((), device=sim.device))
+    optimizers.g.zero_grad(set_to_none=True)
     g_total.backward()
-    opt_g.step()
-    stats.update({f"g/{name}": value.item() for name, value in terms.items()})
+    optimizers.g.step()
+    stats = {f"g/{name}": value.item() for name, value in terms.items()}
     stats["g/total"] = g_total.item()
 
     # D step: reals against pooled, detached fakes (Shrivastava et al. 2017 history).
-    fake_real_pooled = pool_real.query(fake_real.detach())
-    fake_sim_pooled = pool_sim.query(fake_sim.detach())
+    fake_real_pooled = critics.pool_real.query(fake_real.detach())
+    fake_sim_pooled = critics.pool_sim.query(fake_sim.detach())
     with runtime.autocast():
-        d_real_on_real = discriminate(nets.d_real, real, policy).float()
-        d_real_on_fake = discriminate(nets.d_real, fake_real_pooled, policy).float()
-        d_sim_on_sim = discriminate(nets.d_sim, sim, policy).float()
-        d_sim_on_fake = discriminate(nets.d_sim, fake_sim_pooled, policy).float()
-        # 0.5: slows D relative to G, as in the CycleGAN paper.
-        d_real_loss = 0.5 * d_loss_fn(d_real_on_real, d_real_on_fake)
-        d_sim_loss = 0.5 * d_loss_fn(d_sim_on_sim, d_sim_on_fake)
-    opt_d.zero_grad(set_to_none=True)
+        d_real_on_real, d_real_on_fake = discriminate_pair(nets.d_real, real, fake_real_pooled, s.policy)
+        d_sim_on_sim, d_sim_on_fake = discriminate_pair(nets.d_sim, sim, fake_sim_pooled, s.policy)
+    # 0.5: slows D relative to G, as in the CycleGAN paper.
+    d_real_loss = 0.5 * d_loss_fn(d_real_on_real.float(), d_real_on_fake.float())
+    d_sim_loss = 0.5 * d_loss_fn(d_sim_on_sim.float(), d_sim_on_fake.float())
+    optimizers.d.zero_grad(set_to_none=True)
     (d_real_loss + d_sim_loss).backward()
-    opt_d.step()
+    optimizers.d.step()
     for name, loss, on_real, on_fake in (("d_real", d_real_loss, d_real_on_real, d_real_on_fake),
                                          ("d_sim", d_sim_loss, d_sim_on_sim, d_sim_on_fake)):
         stats[f"{name}/adv"] = loss.item()
-        stats[f"{name}/real_score"] = on_real.mean().item()
-        stats[f"{name}/fake_score"] = on_fake.mean().item()
-        stats[f"{name}/real_sign"] = real_sign(on_real.detach(), gan_loss)
+        stats[f"{name}/real_score"] = on_real.float().mean().item()
+        stats[f"{name}/fake_score"] = on_fake.float().mean().item()
+        stats[f"{name}/real_sign"] = real_sign(on_real.detach(), s.gan_loss)
     return stats

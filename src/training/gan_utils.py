@@ -31,12 +31,29 @@ def discriminate(d: nn.Module, images: torch.Tensor, policy: str, instance_noise
     the real and fake distributions overlap), drawn from the global RNG. Returns D's logits
     (for a PatchGAN, (N, 1, h, w)). Differentiable w.r.t. `images`.
     """
+    return d(_augment(images, policy, instance_noise_std))
+
+
+def discriminate_pair(d: nn.Module, real: torch.Tensor, fake: torch.Tensor, policy: str,
+                      instance_noise_std: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`discriminate(d, real)` and `discriminate(d, fake)` in one D call: (real_logits, fake_logits).
+
+    Each part is augmented on its own, in that order, so the random draws are those of
+    two separate calls; D (no batch statistics: spectral or instance norm) then scores the
+    concatenation, which equals scoring each part. One difference from two calls: a
+    spectrally normalised D runs its power iteration once, not twice.
+    """
+    augmented = torch.cat([_augment(real, policy, instance_noise_std), _augment(fake, policy, instance_noise_std)])
+    return d(augmented).split([real.shape[0], fake.shape[0]])
+
+
+def _augment(images: torch.Tensor, policy: str, instance_noise_std: float) -> torch.Tensor:
     if instance_noise_std < 0:
         raise ValueError(f"instance_noise_std must be >= 0, got {instance_noise_std}")
     images = diff_augment(images, policy)
     if instance_noise_std > 0:
         images = images + instance_noise_std * torch.randn_like(images)
-    return d(images)
+    return images
 
 
 class ImagePool:

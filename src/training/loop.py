@@ -23,7 +23,7 @@ from src.training.checkpoint import TrainState, load_checkpoint, restore, save_c
 log = logging.getLogger(__name__)
 
 StepFn = Callable[[int], dict[str, float]]
-SampleFn = Callable[[int], np.ndarray]
+SampleFn = Callable[[], np.ndarray]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -50,7 +50,6 @@ class LoopSettings:
     sample_every: int
     checkpoint_every: int
     max_nan_retries: int
-    resume: bool
     desc: str
 
 
@@ -151,7 +150,7 @@ def fit(
             window.clear()
         if sample_fn is not None and (state.step % settings.sample_every == 0 or done):
             # The step in the file name gives DVC/Studio an image slider over training.
-            live.log_image(f"samples/{state.step:06d}.png", sample_fn(state.step))
+            live.log_image(f"samples/{state.step:06d}.png", sample_fn())
         if state.step % settings.checkpoint_every == 0 or done:
             save_checkpoint(checkpoint_path, state, fingerprint)
             last_good = snapshot(state)

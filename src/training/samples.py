@@ -16,6 +16,17 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x[:, 0].numpy().astype(np.uint8)
 
 
+def difference_map(output: torch.Tensor, source: torch.Tensor) -> tuple[np.ndarray, float]:
+    """|output - source| as (N, H, W) uint8 scaled by its own maximum, and that maximum.
+
+    Shows where a translation changed the image: an identity map is black everywhere.
+    """
+    diff = (output.detach().float().cpu() - source.detach().float().cpu()).abs()[:, 0]
+    peak = float(diff.max())
+    scaled = diff / peak if peak > 0 else diff
+    return (scaled * 255).round().numpy().astype(np.uint8), peak
+
+
 def overlay_labels(images: torch.Tensor, labels: torch.Tensor, alpha: float = 0.45) -> np.ndarray:
     """Grey images with label colours blended on top: (N, H, W, 3) uint8. Class 0 is left uncoloured."""
     grey = to_uint8(images)[..., None].repeat(3, axis=-1).astype(np.float32)

@@ -6,20 +6,23 @@ returns a stats dict; scheduling, logging and checkpoints live in `loop.fit`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from src.losses.adversarial import D_LOSSES, G_LOSSES, r1_penalty
-from src.training.gan_utils import discriminate, ema_update, frozen, real_sign
+from src.training.gan_utils import discriminate, discriminate_pair, ema_update, frozen, real_sign
 from src.training.runtime import Runtime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SRGanSettings:
-    gan_loss: str
+    """The `train.sr` loss weights (0 skips a term's computation) and loss choices of the GAN phase."""
+
+    gan_loss: Literal["nonsaturating", "lsgan", "hinge"]
     policy: str                 # DiffAugment policy, "" = none
     lambda_pixel: float
     lambda_percep: float
@@ -28,80 +31,111 @@ class SRGanSettings:
     label_smoothing: float
 
 
+@dataclass(frozen=True)
+class SRNets:
+    g: nn.Module          # the generator being trained
+    g_ema: nn.Module      # its exponential moving average: the model that is evaluated and saved
+    d: nn.Module
+
+
+@dataclass(frozen=True)
+class SROptimizers:
+    g: torch.optim.Optimizer
+    d: torch.optim.Optimizer
+
+
+@dataclass(frozen=True)
+class SRCritics:
+    """The content network of the GAN phase; a positive weight without it fails here."""
+
+    perceptual: nn.Module | None
+    settings: InitVar[SRGanSettings]
+
+    def __post_init__(self, settings: SRGanSettings) -> None:
+        if settings.lambda_percep > 0 and self.perceptual is None:
+            raise ValueError(f"train.sr.lambda_percep is {settings.lambda_percep} but no perceptual network was given")
+
+
+@dataclass(frozen=True)
+class SRBatch:
+    lr_img: torch.Tensor      # (N, 1, h, w) in [-1, 1]
+    naive_img: torch.Tensor   # (N, 1, h*s, w*s): the naive upsampling, the generator's global skip
+    hr_img: torch.Tensor      # (N, 1, h*s, w*s) in [-1, 1]
+
+
 def ema_decay_at(step: int, decay: float) -> float:
     """EMA warm-up (as TF's ExponentialMovingAverage with num_updates): short CPU runs
     would otherwise average mostly the random initial weights."""
     return min(decay, (1 + step) / (10 + step))
 
 
-def psnr_step(g: nn.Module, g_ema: nn.Module, opt_g: torch.optim.Optimizer, lr_img: torch.Tensor,
-              naive_img: torch.Tensor, hr_img: torch.Tensor, ema_decay: float, runtime: Runtime) -> dict[str, float]:
-    """Phase 1: pixel L1 only (the PSNR-oriented SRResNet). naive_img: the skip, see SRResNet.forward."""
+def psnr_step(nets: SRNets, optimizer: torch.optim.Optimizer, batch: SRBatch, runtime: Runtime, *,
+              ema_decay: float) -> dict[str, float]:
+    """Phase 1: pixel L1 only (the PSNR-oriented SRResNet)."""
     with runtime.autocast():
-        sr_img = g(lr_img, naive_img)
-        loss = F.l1_loss(sr_img.float(), hr_img)
-    opt_g.zero_grad(set_to_none=True)
+        sr_img = nets.g(batch.lr_img, batch.naive_img)
+    loss = F.l1_loss(sr_img.float(), batch.hr_img)
+    optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    opt_g.step()
-    ema_update(g_ema, g, ema_decay)
+    optimizer.step()
+    ema_update(nets.g_ema, nets.g, ema_decay)
     return {"g/pixel": loss.item()}
 
 
-def gan_step(g: nn.Module, d: nn.Module, g_ema: nn.Module, opt_g: torch.optim.Optimizer,
-             opt_d: torch.optim.Optimizer, perceptual: nn.Module | None, lr_img: torch.Tensor,
-             naive_img: torch.Tensor, hr_img: torch.Tensor, settings: SRGanSettings, instance_noise: float, ema_decay: float,
-             runtime: Runtime) -> dict[str, float]:
+def gan_step(nets: SRNets, optimizers: SROptimizers, critics: SRCritics, batch: SRBatch, settings: SRGanSettings,
+             runtime: Runtime, *, instance_noise: float, ema_decay: float) -> dict[str, float]:
     """Phase 2: D step on real HR and detached SR, then G step on L1 + VGG + adversarial.
 
-    G runs once; D's update sees `sr_img.detach()` so it cannot flow into G. Terms with a
-    zero weight are not computed. R1 (Mescheder et al. 2018) uses the same D forward as
-    the adversarial real term, with gradients taken w.r.t. the un-augmented real image.
+    G runs once; D's update sees `sr_img.detach()` so it cannot flow into G, and scores
+    real and fake in one call. Terms with a zero weight are not computed. R1 (Mescheder et
+    al. 2018) uses the same D forward as the adversarial real term, with gradients taken
+    w.r.t. the un-augmented real image; with R1 on, the D step runs in fp32, since a
+    gradient penalty is a second-order quantity that bf16 rounds away.
     """
-    d_loss_fn, g_loss_fn = D_LOSSES[settings.gan_loss], G_LOSSES[settings.gan_loss]
+    s = settings
+    d_loss_fn, g_loss_fn = D_LOSSES[s.gan_loss], G_LOSSES[s.gan_loss]
+    lr_img, naive_img, hr_img = batch.lr_img, batch.naive_img, batch.hr_img
     stats: dict[str, float] = {}
     with runtime.autocast():
-        sr_img = g(lr_img, naive_img)
+        sr_img = nets.g(lr_img, naive_img)
 
     # D step
-    real_in = hr_img.detach().requires_grad_(settings.r1_gamma > 0)
-    with runtime.autocast():
-        real_logits = discriminate(d, real_in, settings.policy, instance_noise).float()
-        fake_logits = discriminate(d, sr_img.detach(), settings.policy, instance_noise).float()
-        d_adv = d_loss_fn(real_logits, fake_logits, label_smoothing=settings.label_smoothing)
+    real_in = hr_img.detach().requires_grad_(s.r1_gamma > 0)
+    with runtime.autocast(enabled=s.r1_gamma == 0):
+        real_logits, fake_logits = discriminate_pair(nets.d, real_in, sr_img.detach(), s.policy, instance_noise)
+    real_logits, fake_logits = real_logits.float(), fake_logits.float()
+    d_adv = d_loss_fn(real_logits, fake_logits, label_smoothing=s.label_smoothing)
     d_total = d_adv
-    if settings.r1_gamma > 0:
+    if s.r1_gamma > 0:
         d_r1 = r1_penalty(real_logits, real_in)
-        d_total = d_total + 0.5 * settings.r1_gamma * d_r1
+        d_total = d_total + 0.5 * s.r1_gamma * d_r1
         stats["d/r1"] = d_r1.item()
-    opt_d.zero_grad(set_to_none=True)
+    optimizers.d.zero_grad(set_to_none=True)
     d_total.backward()
-    opt_d.step()
+    optimizers.d.step()
     stats.update({
         "d/adv": d_adv.item(),
         "d/real_score": real_logits.mean().item(),
         "d/fake_score": fake_logits.mean().item(),
-        "d/real_sign": real_sign(real_logits.detach(), settings.gan_loss),
+        "d/real_sign": real_sign(real_logits.detach(), s.gan_loss),
     })
 
     # G step
-    with frozen(d):
-        g_total = torch.zeros((), device=hr_img.device)
+    with frozen(nets.d):
+        terms: dict[str, torch.Tensor] = {}
         with runtime.autocast():
-            if settings.lambda_pixel > 0:
-                g_pixel = F.l1_loss(sr_img.float(), hr_img)
-                g_total = g_total + settings.lambda_pixel * g_pixel
-                stats["g/pixel"] = g_pixel.item()
-            if settings.lambda_percep > 0 and perceptual is not None:
-                g_percep = perceptual(sr_img, hr_img).float()
-                g_total = g_total + settings.lambda_percep * g_percep
-                stats["g/percep"] = g_percep.item()
-            if settings.lambda_adv > 0:
-                g_adv = g_loss_fn(discriminate(d, sr_img, settings.policy, instance_noise).float())
-                g_total = g_total + settings.lambda_adv * g_adv
-                stats["g/adv"] = g_adv.item()
-        opt_g.zero_grad(set_to_none=True)
+            if s.lambda_pixel > 0:
+                terms["pixel"] = F.l1_loss(sr_img.float(), hr_img)
+            if s.lambda_percep > 0:
+                terms["percep"] = critics.perceptual(sr_img, hr_img).float()
+            if s.lambda_adv > 0:
+                terms["adv"] = g_loss_fn(discriminate(nets.d, sr_img, s.policy, instance_noise).float())
+        weights = {"pixel": s.lambda_pixel, "percep": s.lambda_percep, "adv": s.lambda_adv}
+        g_total = sum((weights[name] * value for name, value in terms.items()), torch.zeros((), device=hr_img.device))
+        optimizers.g.zero_grad(set_to_none=True)
         g_total.backward()
-        opt_g.step()
-    ema_update(g_ema, g, ema_decay)
+        optimizers.g.step()
+    ema_update(nets.g_ema, nets.g, ema_decay)
+    stats.update({f"g/{name}": value.item() for name, value in terms.items()})
     stats["g/total"] = g_total.item()
     return stats

@@ -5,22 +5,12 @@ import torch
 from torch import nn
 
 from src.losses.perceptual import VGG19_LAYERS, VGGPerceptualLoss, build_vgg19_features
+from tests.training.helpers import tiny_vgg as _tiny_vgg
 
 
 @pytest.fixture(scope="module")
 def vgg19_random():
     return build_vgg19_features(None)
-
-
-def _tiny_vgg(seed=0):
-    """The first two VGG19 blocks (indices 0..9, same module types) with 4 and 8 channels."""
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
-        nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
-    )
 
 
 def _pair(seed=1, shape=(2, 1, 16, 16)):

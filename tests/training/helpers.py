@@ -55,3 +55,17 @@ def params_of(net: nn.Module) -> list[torch.Tensor]:
 
 def changed(before: list[torch.Tensor], net: nn.Module) -> bool:
     return any(not torch.equal(b, p.detach()) for b, p in zip(before, net.parameters()))
+
+
+def tiny_vgg(seed: int = 0) -> nn.Sequential:
+    """The first two VGG19 blocks (indices 0..9, same module types) with 4 and 8 channels.
+
+    Stands in for the 143 M-parameter VGG19 wherever a test is not about VGG itself.
+    """
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )

@@ -12,7 +12,7 @@ from src.training.batches import paired_crops
 from src.training.checkpoint import TrainState
 from src.training.loop import GeneratorState, LoopSettings, NonFiniteLossError, fit, try_resume
 from src.training.runtime import make_runtime
-from src.training.sr_steps import SRGanSettings, gan_step
+from src.training.sr_steps import SRBatch, SRCritics, SRGanSettings, SRNets, SROptimizers, gan_step
 from tests.training.helpers import FakeLive
 
 RUNTIME = make_runtime("cpu", amp=False)
@@ -32,11 +32,13 @@ def build_run(seed=0):
     batches = torch.Generator().manual_seed(seed)
     state = TrainState({"g": g, "d": d, "g_ema": g_ema}, {"g": opt_g, "d": opt_d}, {"g": sched},
                        {"batches": GeneratorState(batches)})
-    settings = SRGanSettings("nonsaturating", "color,translation,cutout", 1.0, 0.0, 0.1, 0.0, 0.0)
+    settings = SRGanSettings(gan_loss="nonsaturating", policy="color,translation,cutout", lambda_pixel=1.0,
+                             lambda_percep=0.0, lambda_adv=0.1, r1_gamma=0.0, label_smoothing=0.0)
+    nets, optimizers, critics = SRNets(g, g_ema, d), SROptimizers(opt_g, opt_d), SRCritics(None, settings)
 
     def step_fn(step):
-        lr_img, naive_img, hr_img = paired_crops(LR_IMG, NAIVE_IMG, HR_IMG, 4, 16, 2, batches)
-        stats = gan_step(g, d, g_ema, opt_g, opt_d, None, lr_img, naive_img, hr_img, settings, 0.01, 0.9, RUNTIME)
+        batch = SRBatch(*paired_crops(LR_IMG, NAIVE_IMG, HR_IMG, 4, 16, 2, batches))
+        stats = gan_step(nets, optimizers, critics, batch, settings, RUNTIME, instance_noise=0.01, ema_decay=0.9)
         sched.step()
         return stats
 
@@ -45,7 +47,7 @@ def build_run(seed=0):
 
 def loop_settings(total):
     return LoopSettings(total_steps=total, log_every=2, sample_every=100, checkpoint_every=4,
-                        max_nan_retries=2, resume=True, desc="test")
+                        max_nan_retries=2, desc="test")
 
 
 def test_resume_equals_uninterrupted_run(tmp_path):
@@ -118,7 +120,8 @@ def build_cyclegan_run(seed=0):
     """A tiny CycleGAN run: image pools and both optimisers are part of the checkpointed state."""
     from src.models.cyclegan import ResnetGenerator
     from src.training.batches import random_crops
-    from src.training.cyclegan_step import CycleGANNets, CycleGANWeights, cyclegan_step
+    from src.training.cyclegan_step import (CycleGANBatch, CycleGANCritics, CycleGANNets, CycleGANOptimizers,
+                                            CycleGANSettings, cyclegan_step)
     from src.training.gan_utils import ImagePool
 
     torch.manual_seed(seed)
@@ -128,15 +131,17 @@ def build_cyclegan_run(seed=0):
     opt_d = torch.optim.Adam([*nets.d_real.parameters(), *nets.d_sim.parameters()], 1e-3)
     batches = torch.Generator().manual_seed(seed)
     pools = ImagePool(3, torch.Generator().manual_seed(1)), ImagePool(3, torch.Generator().manual_seed(2))
-    state = TrainState(vars(nets).copy(), {"g": opt_g, "d": opt_d}, {},
+    state = TrainState(dict(vars(nets)), {"g": opt_g, "d": opt_d}, {},
                        {"batches": GeneratorState(batches), "pool_real": pools[0], "pool_sim": pools[1]})
-    weights = CycleGANWeights(adv=1.0, cycle=10.0, identity=5.0, percep=0.0, semantic=0.0)
+    settings = CycleGANSettings(lambda_adv=1.0, lambda_cycle=10.0, lambda_identity=5.0, lambda_percep=0.0,
+                                lambda_semantic=0.0, gan_loss="lsgan", policy="color,translation,cutout")
+    critics = CycleGANCritics(*pools, None, None, settings)
 
     def step_fn(step):
         sim, _ = random_crops(HR_IMG, 16, 2, batches)
         real, _ = random_crops(NAIVE_IMG, 16, 2, batches)
-        return cyclegan_step(nets, opt_g, opt_d, *pools, None, None, sim, torch.zeros(2, 16, 16, dtype=torch.long),
-                             real, weights, "lsgan", "color,translation,cutout", RUNTIME)
+        batch = CycleGANBatch(sim, torch.zeros(2, 16, 16, dtype=torch.long), real)
+        return cyclegan_step(nets, CycleGANOptimizers(opt_g, opt_d), critics, batch, settings, RUNTIME)
 
     return state, step_fn
 

@@ -1,77 +1,111 @@
-"""SRGAN step functions: both players learn, flags are restored, D only through the choke point."""
+"""SRGAN step functions: both players learn, flags are restored, D only through the choke point,
+and the fused GAN step computes what the textbook step computes."""
 
 import copy
 
 import pytest
 import torch
+from torch import nn
 
 import src.training.sr_steps as sr_steps
+from benchmarks.textbook import textbook_sr_gan_step
 from src.data.degrade import naive_upsample
-from src.losses.perceptual import VGGPerceptualLoss, build_vgg19_features
+from src.losses.perceptual import VGGPerceptualLoss
 from src.models.discriminators import PatchDiscriminator
 from src.models.srresnet import SRResNet
 from src.training.runtime import make_runtime
-from tests.training.helpers import ChokePointGuard, changed, guarded_discriminate, params_of
+from tests.training.helpers import ChokePointGuard, changed, guarded_discriminate, params_of, tiny_vgg
 
 RUNTIME = make_runtime("cpu", amp=False)
 
 
-def tiny_setup(gan_loss="nonsaturating", r1_gamma=0.0):
+def tiny_setup(gan_loss="nonsaturating", r1_gamma=0.0, policy="color,translation,cutout", guard=True,
+               spectral_norm=True, **weights):
     torch.manual_seed(0)
+    settings = sr_steps.SRGanSettings(**{"lambda_pixel": 1.0, "lambda_percep": 1.0, "lambda_adv": 0.01, **weights},
+                                      gan_loss=gan_loss, policy=policy, r1_gamma=r1_gamma, label_smoothing=0.1)
     g = SRResNet(4, "kspace", channels=8, blocks=1)
-    d = ChokePointGuard(PatchDiscriminator(1, 8, 2, spectral_norm=True))
-    g_ema = copy.deepcopy(g).requires_grad_(False)
-    opt_g = torch.optim.Adam(g.parameters(), lr=1e-3)
-    opt_d = torch.optim.Adam(d.parameters(), lr=1e-3)
-    features, _ = build_vgg19_features(None)
-    perceptual = VGGPerceptualLoss(features, ["relu1_2"])
-    settings = sr_steps.SRGanSettings(gan_loss, "color,translation,cutout", 1.0, 1.0, 0.01, r1_gamma, 0.1)
+    d = PatchDiscriminator(1, 8, 2, spectral_norm=spectral_norm)
+    nets = sr_steps.SRNets(g, copy.deepcopy(g).requires_grad_(False), ChokePointGuard(d) if guard else d)
+    optimizers = sr_steps.SROptimizers(torch.optim.Adam(g.parameters(), lr=1e-3),
+                                       torch.optim.Adam(nets.d.parameters(), lr=1e-3))
+    critics = sr_steps.SRCritics(VGGPerceptualLoss(tiny_vgg(), ["relu1_2"]), settings)
     lr_img = torch.rand(2, 1, 8, 8) * 2 - 1
-    hr_img = torch.rand(2, 1, 32, 32) * 2 - 1
-    naive_img = naive_upsample(lr_img, 4, "kspace")
-    return g, d, g_ema, opt_g, opt_d, perceptual, settings, lr_img, (naive_img, hr_img)
+    batch = sr_steps.SRBatch(lr_img, naive_upsample(lr_img, 4, "kspace"), torch.rand(2, 1, 32, 32) * 2 - 1)
+    return nets, optimizers, critics, batch, settings
 
 
 @pytest.mark.parametrize("gan_loss,r1", [("nonsaturating", 0.0), ("lsgan", 0.0), ("hinge", 10.0)])
 def test_gan_step_updates_g_and_d_and_restores_flags(monkeypatch, gan_loss, r1):
     monkeypatch.setattr(sr_steps, "discriminate", guarded_discriminate(sr_steps.discriminate))
-    g, d, g_ema, opt_g, opt_d, perceptual, settings, lr_img, (naive_img, hr_img) = tiny_setup(gan_loss, r1)
-    d.d.conv_in_flag = None
-    # A mix of flags: they must come back exactly as they were.
-    first_d_param = next(d.parameters())
-    first_d_param.requires_grad_(True)
-    flags_d = [p.requires_grad for p in d.parameters()]
-    flags_g = [p.requires_grad for p in g.parameters()]
-    g_before, d_before, ema_before = params_of(g), params_of(d), params_of(g_ema)
-    stats = sr_steps.gan_step(g, d, g_ema, opt_g, opt_d, perceptual, lr_img, naive_img, hr_img, settings, 0.0, 0.5, RUNTIME)
-    assert changed(g_before, g) and changed(d_before, d) and changed(ema_before, g_ema)
-    assert [p.requires_grad for p in d.parameters()] == flags_d
-    assert [p.requires_grad for p in g.parameters()] == flags_g
-    # real + fake in the D step, fake in the G step; none outside `discriminate`.
-    assert d.calls == 3
+    monkeypatch.setattr(sr_steps, "discriminate_pair", guarded_discriminate(sr_steps.discriminate_pair))
+    nets, optimizers, critics, batch, settings = tiny_setup(gan_loss, r1)
+    # A mix of flags: one D parameter frozen by the caller must stay frozen, the rest trainable.
+    frozen_param = list(nets.d.parameters())[-1]
+    frozen_param.requires_grad_(False)
+    flags_d = [p.requires_grad for p in nets.d.parameters()]
+    flags_g = [p.requires_grad for p in nets.g.parameters()]
+    assert not all(flags_d) and any(flags_d)
+    before = {name: params_of(getattr(nets, name)) for name in ("g", "d", "g_ema")}
+    frozen_before = frozen_param.detach().clone()
+    stats = sr_steps.gan_step(nets, optimizers, critics, batch, settings, RUNTIME, instance_noise=0.0, ema_decay=0.5)
+    for name in before:
+        assert changed(before[name], getattr(nets, name)), f"{name} did not change"
+    assert torch.equal(frozen_param.detach(), frozen_before)
+    assert [p.requires_grad for p in nets.d.parameters()] == flags_d
+    assert [p.requires_grad for p in nets.g.parameters()] == flags_g
+    # real + fake together in the D step, fake in the G step; none outside the choke point.
+    assert nets.d.calls == 2
     assert {"d/adv", "g/adv", "g/pixel", "g/percep", "d/real_sign"} <= set(stats)
     assert ("d/r1" in stats) == (r1 > 0)
 
 
 def test_zero_weight_terms_are_not_computed(monkeypatch):
     monkeypatch.setattr(sr_steps, "discriminate", guarded_discriminate(sr_steps.discriminate))
-    g, d, g_ema, opt_g, opt_d, perceptual, settings, lr_img, (naive_img, hr_img) = tiny_setup()
+    monkeypatch.setattr(sr_steps, "discriminate_pair", guarded_discriminate(sr_steps.discriminate_pair))
+    nets, optimizers, _, batch, _ = tiny_setup()
 
-    class Exploding(torch.nn.Module):
+    class Exploding(nn.Module):
         def forward(self, *args):
             raise AssertionError("perceptual loss computed with weight 0")
 
-    no_percep_no_adv = sr_steps.SRGanSettings("nonsaturating", "", 1.0, 0.0, 0.0, 0.0, 0.0)
-    stats = sr_steps.gan_step(g, d, g_ema, opt_g, opt_d, Exploding(), lr_img, naive_img, hr_img, no_percep_no_adv, 0.0, 0.5, RUNTIME)
+    settings = sr_steps.SRGanSettings(gan_loss="nonsaturating", policy="", lambda_pixel=1.0, lambda_percep=0.0,
+                                      lambda_adv=0.0, r1_gamma=0.0, label_smoothing=0.0)
+    stats = sr_steps.gan_step(nets, optimizers, sr_steps.SRCritics(Exploding(), settings), batch, settings, RUNTIME,
+                              instance_noise=0.0, ema_decay=0.5)
     assert "g/percep" not in stats and "g/adv" not in stats
-    assert d.calls == 2  # the D step only
+    assert nets.d.calls == 1  # the D step only
+
+
+def test_positive_perceptual_weight_without_network_fails_at_construction():
+    settings = sr_steps.SRGanSettings(gan_loss="nonsaturating", policy="", lambda_pixel=1.0, lambda_percep=0.1,
+                                      lambda_adv=0.0, r1_gamma=0.0, label_smoothing=0.0)
+    with pytest.raises(ValueError, match="train.sr.lambda_percep is 0.1 but no perceptual network"):
+        sr_steps.SRCritics(None, settings)
+
+
+@pytest.mark.parametrize("r1", [0.0, 10.0])
+def test_fused_gan_step_equals_textbook_step(r1):
+    """One D call on [real, fake] equals two calls (spectral norm off: its power iteration would run
+    once instead of twice)."""
+    nets, optimizers, critics, batch, settings = tiny_setup("hinge", r1, guard=False, spectral_norm=False)
+    twin = copy.deepcopy((nets, optimizers, critics, batch, settings))
+    torch.manual_seed(3)
+    fused = sr_steps.gan_step(nets, optimizers, critics, batch, settings, RUNTIME, instance_noise=0.0, ema_decay=0.5)
+    torch.manual_seed(3)
+    textbook = textbook_sr_gan_step(*twin, ema_decay=0.5)
+    for key, value in textbook.items():
+        assert fused[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    for name in ("g", "d"):
+        for (pname, p), q in zip(getattr(nets, name).named_parameters(), getattr(twin[0], name).parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}.{pname}: {m}")
 
 
 def test_psnr_step_lowers_l1_on_a_fixed_batch():
-    g, _, g_ema, opt_g, _, _, _, lr_img, (naive_img, hr_img) = tiny_setup()
-    first = sr_steps.psnr_step(g, g_ema, opt_g, lr_img, naive_img, hr_img, 0.0, RUNTIME)["g/pixel"]
+    nets, optimizers, _, batch, _ = tiny_setup()
+    first = sr_steps.psnr_step(nets, optimizers.g, batch, RUNTIME, ema_decay=0.0)["g/pixel"]
     for _ in range(30):
-        last = sr_steps.psnr_step(g, g_ema, opt_g, lr_img, naive_img, hr_img, 0.0, RUNTIME)["g/pixel"]
+        last = sr_steps.psnr_step(nets, optimizers.g, batch, RUNTIME, ema_decay=0.0)["g/pixel"]
     assert last < first
 
 

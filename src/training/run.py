@@ -1,0 +1,56 @@
+"""A training stage's plumbing around `fit`: resume by fingerprint, dvclive, summary, resolved config.
+
+Both GAN stages run the same way: build the state, open a `training_run`, `fit` one or
+more phases, put validation numbers in `run.summary`; on leaving, the summary is written
+with the last trained step (dvclive's resume moves its step one past the last logged one).
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from dvclive import Live
+
+from src.training.checkpoint import TrainState
+from src.training.loop import LoopSettings, SampleFn, StepFn, fit, trim_metrics, try_resume
+
+
+@dataclass
+class TrainingRun:
+    state: TrainState
+    live: Live
+    checkpoint_path: Path
+    fingerprint: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def fit(self, step_fn: StepFn, settings: LoopSettings, sample_fn: SampleFn | None = None) -> None:
+        fit(self.state, step_fn, settings, self.checkpoint_path, self.fingerprint, self.live, sample_fn)
+
+
+@contextmanager
+def training_run(out: Path, state: TrainState, fingerprint: str, resume: bool) -> Iterator[TrainingRun]:
+    """Resume `state` from `out/checkpoint/last.pt` when allowed and its fingerprint matches; log to `out/live`."""
+    checkpoint_path = out / "checkpoint" / "last.pt"
+    resumed = try_resume(state, checkpoint_path, fingerprint, resume)
+    live_dir = out / "live"
+    with Live(str(live_dir), dvcyaml=False, resume=resumed, save_dvc_exp=False) as live:
+        if resumed:
+            trim_metrics(live_dir, state.step)
+        run = TrainingRun(state, live, checkpoint_path, fingerprint)
+        yield run
+        for key, value in run.summary.items():
+            live.summary[key] = value
+        live.step = state.step - 1
+        live.make_summary()
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """Write `obj` as indented JSON through a temporary file, so a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
