@@ -30,12 +30,12 @@ def _uniform(images: torch.Tensor, low: float, high: float) -> torch.Tensor:
     return u * (high - low) + low
 
 
-def rand_brightness(images: torch.Tensor, fill: float = -1.0) -> torch.Tensor:
+def rand_brightness(images: torch.Tensor) -> torch.Tensor:
     """x + U(-0.5, 0.5) per sample."""
     return images + _uniform(images, -0.5, 0.5)
 
 
-def rand_saturation(images: torch.Tensor, fill: float = -1.0) -> torch.Tensor:
+def rand_saturation(images: torch.Tensor) -> torch.Tensor:
     """(x - mean_c) * U(0, 2) + mean_c per sample, mean over channels per pixel.
 
     An identity for 1-channel images (x equals its channel mean); kept, and its random
@@ -45,13 +45,15 @@ def rand_saturation(images: torch.Tensor, fill: float = -1.0) -> torch.Tensor:
     return (images - channel_mean) * _uniform(images, 0.0, 2.0) + channel_mean
 
 
-def rand_contrast(images: torch.Tensor, fill: float = -1.0) -> torch.Tensor:
+def rand_contrast(images: torch.Tensor) -> torch.Tensor:
     """(x - mean) * U(0.5, 1.5) + mean per sample, mean over (C, H, W) of each image."""
     image_mean = images.mean(dim=(1, 2, 3), keepdim=True)
     return (images - image_mean) * _uniform(images, 0.5, 1.5) + image_mean
 
 
-def _color(images: torch.Tensor, fill: float = -1.0) -> torch.Tensor:
+def _color(images: torch.Tensor, fill: float) -> torch.Tensor:
+    """Brightness, saturation, contrast; `fill` is unused (no pixel is uncovered) but kept so every
+    op in AUGMENT_FNS has the same signature."""
     return rand_contrast(rand_saturation(rand_brightness(images)))
 
 

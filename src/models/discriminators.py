@@ -10,19 +10,6 @@ NORMS = ("instance", "none")
 _KERNEL = 4
 
 
-def _layer_specs(n_layers: int) -> list[tuple[int, int]]:
-    """(kernel, stride) of every conv: n_layers stride-2 convs, then two stride-1 convs."""
-    return [(_KERNEL, 2)] * n_layers + [(_KERNEL, 1), (_KERNEL, 1)]
-
-
-def receptive_field(n_layers: int) -> int:
-    """Receptive field in input pixels of one output logit (70 for n_layers=3, the "70x70 PatchGAN")."""
-    field = 1
-    for kernel, stride in reversed(_layer_specs(n_layers)):
-        field = (field - 1) * stride + kernel
-    return field
-
-
 class PatchDiscriminator(nn.Module):
     """(N, C, H, W) in [-1, 1] -> (N, 1, H/2**n - 2, W/2**n - 2) logits, one per overlapping patch.
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from src.config import SegmenterConfig
-from src.metrics.segmentation import dice_per_class
+from src.metrics.segmentation import dice_per_class, mean_foreground_dice
 from src.training.inference import predict
 from src.training.runtime import Runtime
 
@@ -94,6 +94,5 @@ def dice_report(prefix: str, pred: torch.Tensor, target: torch.Tensor, class_nam
     """{prefix/dice/<class>: ..., prefix/dice/mean_foreground: ...} (background excluded from the mean)."""
     per_class = dice_per_class(pred, target, len(class_names))
     scores = {f"{prefix}/dice/{name}": float(v) for name, v in zip(class_names, per_class.tolist()) if name != "background"}
-    foreground = per_class[1:]
-    scores[f"{prefix}/dice/mean_foreground"] = float(torch.nanmean(foreground))
+    scores[f"{prefix}/dice/mean_foreground"] = mean_foreground_dice(per_class)
     return scores
