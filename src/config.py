@@ -1,9 +1,9 @@
-"""Typed parameters: params.yaml loaded into frozen dataclasses, validated at the edge.
+"""Typed parameters: params.yaml validated by pydantic into frozen dataclasses (YAML lists become tuples).
 
-Unknown keys, missing keys and wrong types fail at load time with the full dotted key
-(`train.lambda_cycle: expected float, got 'ten'`). Integers are accepted where floats
-are expected because `dvc exp run -S train.lambda_cycle=10` writes `10`, not `10.0`.
-Range and choice checks live in each section's `__post_init__` and name their key too.
+Unknown and missing keys, wrong types, non-finite floats, bad choices and out-of-range values fail at
+load time with the full dotted key (`train.lambda_cycle: expected float, got 'ten'`). Ints are accepted
+where floats are expected (`dvc exp run -S train.lambda_cycle=10` writes `10`); bools and strings are
+never numbers. One-field limits are field types (`PosInt`, `Literal[...]`); cross-field ones `_check`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import dataclasses
 import hashlib
 import json
 import typing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -25,234 +26,237 @@ class ConfigError(ValueError):
     """A params.yaml problem; the message starts with the dotted key."""
 
 
-def _require(ok: bool, key: str, message: str) -> None:
+# Strictness is per leaf type: pydantic's model-wide strict mode would also refuse a mapping
+# for a nested section. A strict float still takes an int (10 -> 10.0) and refuses a bool.
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+Str = Annotated[str, Strict()]
+PosInt = Annotated[int, Strict(), Field(ge=1)]
+NonNegInt = Annotated[int, Strict(), Field(ge=0)]
+PosFloat = Annotated[float, Strict(), Field(gt=0)]
+NonNegFloat = Annotated[float, Strict(), Field(ge=0)]
+Fraction = Annotated[float, Strict(), Field(ge=0, lt=1)]  # [0, 1)
+
+
+def _int_only(value: Any) -> Any:
+    """For a Literal of ints: Strict() does not apply to one, and a lax one takes 4.0 for 4 and True for 1."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected int, got {value!r}")
+    return value
+
+# The choices, beside what they select. Config imports no building block, so tests/test_config.py
+# checks that these equal the tables in src/losses and src/augment.
+Device = Literal["auto", "cpu", "cuda"]
+GanLoss = Literal["nonsaturating", "lsgan", "hinge"]  # adversarial.D_LOSSES, G_LOSSES
+Encoder = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]  # smp U-Net encoders
+VggLayer = Literal[  # perceptual.VGG19_LAYERS
+    "conv1_1", "relu1_1", "conv1_2", "relu1_2", "conv2_1", "relu2_1", "conv2_2", "relu2_2",
+    "conv3_1", "relu3_1", "conv3_2", "relu3_2", "conv3_3", "relu3_3", "conv3_4", "relu3_4",
+    "conv4_1", "relu4_1", "conv4_2", "relu4_2", "conv4_3", "relu4_3", "conv4_4", "relu4_4",
+    "conv5_1", "relu5_1", "conv5_2", "relu5_2", "conv5_3", "relu5_3", "conv5_4", "relu5_4",
+]
+GAN_LOSSES: tuple[str, ...] = typing.get_args(GanLoss)
+DIFFAUGMENT_OPS = ("color", "translation", "cutout")  # diffaugment.AUGMENT_FNS
+VGG19_LAYER_NAMES: tuple[str, ...] = typing.get_args(VggLayer)
+
+
+def _check_policy(policy: str) -> str:
+    """A DiffAugment policy as diffaugment.parse_policy splits it: 'color,cutout'; '' for none."""
+    ops = [op.strip() for op in policy.split(",")] if policy.strip() else []
+    if any(op not in DIFFAUGMENT_OPS for op in ops):
+        raise ValueError(f"must be '' (none) or comma-separated ops from {', '.join(DIFFAUGMENT_OPS)}, got {policy!r}")
+    return policy
+
+
+DiffAugmentPolicy = Annotated[str, Strict(), AfterValidator(_check_policy)]
+Betas = tuple[Fraction, Fraction]
+VggLayers = Annotated[tuple[VggLayer, ...], Field(min_length=1)]
+
+section = dataclass(frozen=True, config=ConfigDict(extra="forbid", allow_inf_nan=False))
+
+
+def _require(ok: bool, field: str, message: str) -> None:
+    """A check across fields; `field` is relative to the section (two args: see _config_error)."""
     if not ok:
-        raise ConfigError(f"{key}: {message}")
+        raise ValueError(field, message)
 
 
-@dataclass(frozen=True)
+@section
 class WeightsConfig:
-    vgg19_path: str
-    inception_path: str
-    resnet18_path: str
-    allow_download: bool
-    download_timeout_s: float
-
-    def __post_init__(self) -> None:
-        _require(self.download_timeout_s > 0, "weights.download_timeout_s", "must be > 0")
+    vgg19_path: Str
+    inception_path: Str
+    resnet18_path: Str
+    allow_download: Bool
+    download_timeout_s: PosFloat
 
 
-@dataclass(frozen=True)
+@section
 class SimConfig:
-    field_strength: float
-    tr_ms: float
-    te_ms: float
-    noise_std: float
-    elastic_magnitude: float
-    variants_per_slice: int
+    field_strength: Literal[1.5, 3.0]  # tesla: selects the T1/T2/PD table
+    tr_ms: PosFloat
+    te_ms: PosFloat
+    noise_std: NonNegFloat
+    elastic_magnitude: NonNegFloat
+    variants_per_slice: PosInt
 
-    def __post_init__(self) -> None:
-        _require(self.field_strength in (1.5, 3.0), "data.sim.field_strength", f"must be 1.5 or 3.0, got {self.field_strength}")
-        _require(self.tr_ms > 0, "data.sim.tr_ms", "must be > 0")
-        _require(0 < self.te_ms < self.tr_ms, "data.sim.te_ms", "must be > 0 and < data.sim.tr_ms")
-        _require(self.noise_std >= 0, "data.sim.noise_std", "must be >= 0")
-        _require(self.elastic_magnitude >= 0, "data.sim.elastic_magnitude", "must be >= 0")
-        _require(self.variants_per_slice >= 1, "data.sim.variants_per_slice", "must be >= 1")
+    @model_validator(mode="after")
+    def _check(self) -> SimConfig:
+        _require(self.te_ms < self.tr_ms, "te_ms", f"must be < data.sim.tr_ms = {self.tr_ms}, got {self.te_ms}")
+        return self
 
 
-@dataclass(frozen=True)
+@section
 class DataConfig:
-    source: str
-    folder: str
-    axes: list[int]
-    image_size: int
-    min_foreground: float
-    percentiles: list[float]
-    split_fractions: list[float]
-    split_gap: int
-    sim_fraction: float
-    sim_block: int
-    scale: int
-    degradation: str
-    lr_noise_std: float
+    source: Literal["mni152", "folder"]
+    folder: Str
+    axes: Annotated[tuple[Annotated[Literal[0, 1, 2], BeforeValidator(_int_only)], ...], Field(min_length=1)]
+    image_size: Annotated[int, Strict(), Field(ge=16)]
+    min_foreground: Fraction
+    percentiles: tuple[Float, Float]
+    split_fractions: tuple[PosFloat, PosFloat, PosFloat]
+    split_gap: NonNegInt
+    sim_fraction: Annotated[float, Strict(), Field(gt=0, lt=1)]
+    sim_block: PosInt
+    scale: Annotated[Literal[2, 4, 8], BeforeValidator(_int_only)]
+    degradation: Literal["kspace", "bicubic"]
+    lr_noise_std: NonNegFloat
     sim: SimConfig
 
-    def __post_init__(self) -> None:
-        _require(self.source in ("mni152", "folder"), "data.source", f"must be 'mni152' or 'folder', got {self.source!r}")
-        _require(len(self.axes) > 0 and all(a in (0, 1, 2) for a in self.axes), "data.axes", f"must be a non-empty list of 0, 1, 2, got {self.axes}")
-        _require(self.scale in (2, 4, 8), "data.scale", f"must be 2, 4 or 8, got {self.scale}")
-        _require(self.image_size >= 16 and self.image_size % (self.scale * 8) == 0, "data.image_size",
-                 f"must be >= 16 and divisible by 8 * data.scale = {8 * self.scale}, got {self.image_size}")
-        _require(0 <= self.min_foreground < 1, "data.min_foreground", "must be in [0, 1)")
-        _require(len(self.percentiles) == 2 and 0 <= self.percentiles[0] < self.percentiles[1] <= 100,
-                 "data.percentiles", f"must be [low, high] with 0 <= low < high <= 100, got {self.percentiles}")
-        _require(len(self.split_fractions) == 3 and all(f > 0 for f in self.split_fractions)
-                 and abs(sum(self.split_fractions) - 1) < 1e-6,
-                 "data.split_fractions", f"must be three positive fractions summing to 1, got {self.split_fractions}")
-        _require(self.split_gap >= 0, "data.split_gap", "must be >= 0")
-        _require(0 < self.sim_fraction < 1, "data.sim_fraction", "must be in (0, 1)")
-        _require(self.sim_block >= 1, "data.sim_block", "must be >= 1")
-        _require(self.degradation in ("kspace", "bicubic"), "data.degradation", f"must be 'kspace' or 'bicubic', got {self.degradation!r}")
-        _require(self.lr_noise_std >= 0, "data.lr_noise_std", "must be >= 0")
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        _require(self.image_size % (8 * self.scale) == 0, "image_size",
+                 f"must be divisible by 8 * data.scale = {8 * self.scale}, got {self.image_size}")
+        low, high = self.percentiles
+        _require(0 <= low < high <= 100, "percentiles",
+                 f"must be [low, high] with 0 <= low < high <= 100, got {list(self.percentiles)}")
+        _require(abs(sum(self.split_fractions) - 1) < 1e-6, "split_fractions",
+                 f"must be three fractions summing to 1, got {list(self.split_fractions)}")
+        return self
 
 
-@dataclass(frozen=True)
+@section
 class SegmenterConfig:
-    encoder: str
-    encoder_depth: int
-    decoder_channels: list[int]
-    steps: int
-    batch_size: int
-    crop_size: int
-    lr: float
-    weight_decay: float
+    encoder: Encoder
+    encoder_depth: Annotated[Literal[3, 4, 5], BeforeValidator(_int_only)]
+    decoder_channels: tuple[PosInt, ...]
+    steps: PosInt
+    batch_size: PosInt
+    crop_size: PosInt
+    lr: PosFloat
+    weight_decay: NonNegFloat
 
-    def __post_init__(self) -> None:
-        _require(3 <= self.encoder_depth <= 5, "segmenter.encoder_depth", "must be 3, 4 or 5")
-        _require(len(self.decoder_channels) == self.encoder_depth, "segmenter.decoder_channels",
+    @model_validator(mode="after")
+    def _check(self) -> SegmenterConfig:
+        _require(len(self.decoder_channels) == self.encoder_depth, "decoder_channels",
                  f"needs one entry per encoder stage ({self.encoder_depth}), got {len(self.decoder_channels)}")
-        _require(self.steps >= 1, "segmenter.steps", "must be >= 1")
-        _require(self.batch_size >= 1, "segmenter.batch_size", "must be >= 1")
-        _require(self.crop_size % (2 ** self.encoder_depth) == 0, "segmenter.crop_size",
-                 f"must be divisible by 2**encoder_depth = {2 ** self.encoder_depth}")
-        _require(self.lr > 0, "segmenter.lr", "must be > 0")
+        _require(self.crop_size % 2 ** self.encoder_depth == 0, "crop_size",
+                 f"must be divisible by 2**encoder_depth = {2 ** self.encoder_depth}, got {self.crop_size}")
+        return self
 
 
-GAN_LOSSES = ("nonsaturating", "lsgan", "hinge")
+def _check_patch_d(section: SRTrainConfig | CycleGANTrainConfig) -> None:
+    _require(section.crop_size % 2 ** section.d_layers == 0, "crop_size",
+             f"must be divisible by 2**d_layers = {2 ** section.d_layers}, got {section.crop_size}")
 
 
-def _check_gan_common(prefix: str, section: Any) -> None:
-    _require(section.gan_loss in GAN_LOSSES, f"{prefix}.gan_loss", f"must be one of {GAN_LOSSES}, got {section.gan_loss!r}")
-    _require(section.batch_size >= 1, f"{prefix}.batch_size", "must be >= 1")
-    _require(section.log_every >= 1, f"{prefix}.log_every", "must be >= 1")
-    _require(section.sample_every >= 1, f"{prefix}.sample_every", "must be >= 1")
-    _require(section.checkpoint_every >= 1, f"{prefix}.checkpoint_every", "must be >= 1")
-    _require(len(section.betas) == 2 and all(0 <= b < 1 for b in section.betas), f"{prefix}.betas", "must be two values in [0, 1)")
-    _require(len(section.vgg_layers) > 0, f"{prefix}.vgg_layers", "must name at least one VGG19 layer")
-    _require(section.d_layers >= 1, f"{prefix}.d_layers", "must be >= 1")
-    _require(section.crop_size % (2 ** section.d_layers) == 0, f"{prefix}.crop_size",
-             f"must be divisible by 2**d_layers = {2 ** section.d_layers}")
-
-
-@dataclass(frozen=True)
+@section
 class SRTrainConfig:
-    crop_size: int
-    batch_size: int
-    g_blocks: int
-    g_channels: int
-    d_channels: int
-    d_layers: int
-    psnr_steps: int
-    gan_steps: int
-    lr_psnr: float
-    lr_gan: float
-    betas: list[float]
-    lambda_pixel: float
-    lambda_percep: float
-    lambda_adv: float
-    vgg_layers: list[str]
-    gan_loss: str
-    spectral_norm: bool
-    r1_gamma: float
-    label_smoothing: float
-    instance_noise: float
-    diffaugment: str
-    ema_decay: float
-    log_every: int
-    sample_every: int
-    checkpoint_every: int
+    crop_size: PosInt
+    batch_size: PosInt
+    g_blocks: PosInt
+    g_channels: PosInt
+    d_channels: PosInt
+    d_layers: PosInt
+    psnr_steps: PosInt
+    gan_steps: NonNegInt
+    lr_psnr: PosFloat
+    lr_gan: PosFloat
+    betas: Betas
+    lambda_pixel: NonNegFloat
+    lambda_percep: NonNegFloat
+    lambda_adv: NonNegFloat
+    vgg_layers: VggLayers
+    gan_loss: GanLoss
+    spectral_norm: Bool
+    r1_gamma: NonNegFloat
+    label_smoothing: Annotated[float, Strict(), Field(ge=0, lt=0.5)]
+    instance_noise: NonNegFloat
+    diffaugment: DiffAugmentPolicy
+    ema_decay: Fraction
+    log_every: PosInt
+    sample_every: PosInt
+    checkpoint_every: PosInt
 
-    def __post_init__(self) -> None:
-        _check_gan_common("train.sr", self)
-        _require(self.psnr_steps >= 1, "train.sr.psnr_steps", "must be >= 1")
-        _require(self.gan_steps >= 0, "train.sr.gan_steps", "must be >= 0")
-        _require(self.g_blocks >= 1, "train.sr.g_blocks", "must be >= 1")
-        _require(self.lr_psnr > 0, "train.sr.lr_psnr", "must be > 0")
-        _require(self.lr_gan > 0, "train.sr.lr_gan", "must be > 0")
-        for name in ("lambda_pixel", "lambda_percep", "lambda_adv", "r1_gamma", "instance_noise"):
-            _require(getattr(self, name) >= 0, f"train.sr.{name}", "must be >= 0")
-        _require(0 <= self.label_smoothing < 0.5, "train.sr.label_smoothing", "must be in [0, 0.5)")
-        _require(0 <= self.ema_decay < 1, "train.sr.ema_decay", "must be in [0, 1)")
+    @model_validator(mode="after")
+    def _check(self) -> SRTrainConfig:
+        _check_patch_d(self)
+        return self
 
 
-@dataclass(frozen=True)
+@section
 class CycleGANTrainConfig:
-    crop_size: int
-    batch_size: int
-    g_blocks: int
-    g_channels: int
-    residual: bool
-    d_channels: int
-    d_layers: int
-    steps: int
-    decay_start: int
-    lr: float
-    betas: list[float]
-    gan_loss: str
-    spectral_norm: bool
-    pool_size: int
-    vgg_layers: list[str]
-    diffaugment: str
-    log_every: int
-    sample_every: int
-    checkpoint_every: int
+    crop_size: PosInt
+    batch_size: PosInt
+    g_blocks: PosInt
+    g_channels: PosInt
+    residual: Bool
+    d_channels: PosInt
+    d_layers: PosInt
+    steps: PosInt
+    decay_start: NonNegInt
+    lr: PosFloat
+    betas: Betas
+    gan_loss: GanLoss
+    spectral_norm: Bool
+    pool_size: NonNegInt
+    vgg_layers: VggLayers
+    diffaugment: DiffAugmentPolicy
+    log_every: PosInt
+    sample_every: PosInt
+    checkpoint_every: PosInt
 
-    def __post_init__(self) -> None:
-        _check_gan_common("train.cyclegan", self)
-        _require(self.steps >= 1, "train.cyclegan.steps", "must be >= 1")
-        _require(0 <= self.decay_start <= self.steps, "train.cyclegan.decay_start", "must be in [0, train.cyclegan.steps]")
-        _require(self.lr > 0, "train.cyclegan.lr", "must be > 0")
-        _require(self.pool_size >= 0, "train.cyclegan.pool_size", "must be >= 0")
-        _require(self.crop_size % 4 == 0, "train.cyclegan.crop_size", "must be divisible by 4 (two down-samplings)")
+    @model_validator(mode="after")
+    def _check(self) -> CycleGANTrainConfig:
+        _check_patch_d(self)
+        _require(self.crop_size % 4 == 0, "crop_size", f"must be divisible by 4 (two down-samplings), got {self.crop_size}")
+        _require(self.decay_start <= self.steps, "decay_start",
+                 f"must be in [0, train.cyclegan.steps = {self.steps}], got {self.decay_start}")
+        return self
 
 
-@dataclass(frozen=True)
+@section
 class TrainConfig:
-    device: str
-    amp: bool
-    resume: bool
-    max_nan_retries: int
-    lambda_adv: float
-    lambda_cycle: float
-    lambda_identity: float
-    lambda_percep: float
-    lambda_semantic: float
+    device: Device
+    amp: Bool
+    resume: Bool
+    max_nan_retries: NonNegInt
+    lambda_adv: NonNegFloat
+    lambda_cycle: NonNegFloat
+    lambda_identity: NonNegFloat
+    lambda_percep: NonNegFloat
+    lambda_semantic: NonNegFloat
     sr: SRTrainConfig
     cyclegan: CycleGANTrainConfig
 
-    def __post_init__(self) -> None:
-        _require(self.device in ("auto", "cpu", "cuda"), "train.device", f"must be auto, cpu or cuda, got {self.device!r}")
-        _require(self.max_nan_retries >= 0, "train.max_nan_retries", "must be >= 0")
-        for name in ("lambda_adv", "lambda_cycle", "lambda_identity", "lambda_percep", "lambda_semantic"):
-            _require(getattr(self, name) >= 0, f"train.{name}", "must be >= 0")
 
-
-@dataclass(frozen=True)
+@section
 class EvaluateConfig:
-    device: str
-    batch_size: int
-    swd_descriptors_per_image: int
-    swd_directions: int
-    kid_subsets: int
-    kid_subset_size: int
-    downstream_steps: int
-    downstream_seeds: int
-    bootstrap_resamples: int
-    bootstrap_set_resamples: int
-    n_examples: int
-
-    def __post_init__(self) -> None:
-        _require(self.device in ("auto", "cpu", "cuda"), "evaluate.device", f"must be auto, cpu or cuda, got {self.device!r}")
-        for name in ("batch_size", "swd_descriptors_per_image", "swd_directions", "kid_subsets",
-                     "kid_subset_size", "downstream_steps", "downstream_seeds", "bootstrap_resamples",
-                     "bootstrap_set_resamples", "n_examples"):
-            _require(getattr(self, name) >= 1, f"evaluate.{name}", "must be >= 1")
-        _require(self.kid_subset_size >= 2, "evaluate.kid_subset_size", "must be >= 2 (unbiased MMD needs pairs)")
+    device: Device
+    batch_size: PosInt
+    swd_descriptors_per_image: PosInt
+    swd_directions: PosInt
+    kid_subsets: PosInt
+    kid_subset_size: Annotated[int, Strict(), Field(ge=2)]  # the unbiased MMD estimate needs pairs
+    downstream_steps: PosInt
+    downstream_seeds: PosInt
+    bootstrap_resamples: PosInt
+    bootstrap_set_resamples: PosInt
+    n_examples: PosInt
 
 
-@dataclass(frozen=True)
+@section
 class Params:
-    seed: int
+    seed: NonNegInt  # numpy refuses negative seeds
     weights: WeightsConfig
     data: DataConfig
     segmenter: SegmenterConfig
@@ -260,60 +264,60 @@ class Params:
     evaluate: EvaluateConfig
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
+_PARAMS = TypeAdapter(Params)
+_TYPE_NAMES = {"int_type": "int", "float_type": "float", "bool_type": "bool", "string_type": "str",
+               "tuple_type": "a list", "dataclass_type": "a mapping"}
+_BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),
+           "less_than": ("lt", "<"), "less_than_equal": ("le", "<=")}
 
 
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    """Check `value` against the annotation `tp`; return it converted (int -> float, dict -> dataclass)."""
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return _build(tp, value, key)
-    origin = typing.get_origin(tp)
-    if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list of {_type_name(item_tp)}, got {value!r}")
-        return [_convert(item, item_tp, f"{key}[{i}]") for i, item in enumerate(value)]
-    if tp is float:
-        # bool is an int subclass: `true` is not a number here.
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected float, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected int, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected bool, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected str, got {value!r}")
-        return value
-    raise TypeError(f"{key}: unsupported annotation {tp!r}")
+def _field_names(loc: tuple) -> list[str]:
+    """The keys of the section at `loc` (a path of field names from Params)."""
+    cls = Params
+    for name in loc:
+        cls = typing.get_type_hints(cls)[name]
+    return [field.name for field in dataclasses.fields(cls)]
 
 
-def _build(cls: type, raw: dict, prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    dotted = (lambda name: f"{prefix}.{name}") if prefix else (lambda name: name)
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        raise ConfigError(f"{dotted(unknown[0])}: unknown key (expected one of {', '.join(names)})")
-    missing = [name for name in names if name not in raw]
-    if missing:
-        raise ConfigError(f"{dotted(missing[0])}: missing key")
-    values = {name: _convert(raw[name], hints[name], dotted(name)) for name in names}
-    return cls(**values)
+def _config_error(err: ValidationError) -> ConfigError:
+    """The first of pydantic's errors (an unknown key before anything else) as 'dotted.key: message'."""
+    error = sorted(err.errors(), key=lambda e: e["type"] != "unexpected_keyword_argument")[0]
+    loc, kind, ctx, got = error["loc"], error["type"], error.get("ctx", {}), error["input"]
+    if kind == "missing" and isinstance(loc[-1], int):  # a fixed-length list, too short
+        loc, message = loc[:-1], f"too few items, got {got!r}"
+    elif kind == "missing":
+        message = "missing key"
+    elif kind == "unexpected_keyword_argument":
+        message = f"unknown key (expected one of {', '.join(_field_names(loc[:-1]))})"
+    elif kind in _TYPE_NAMES:
+        message = f"expected {_TYPE_NAMES[kind]}, got {got!r}"
+    elif kind == "finite_number":
+        message = f"must be finite, got {got!r}"
+    elif kind == "literal_error":
+        message = f"must be {ctx['expected']}, got {got!r}"
+    elif kind in _BOUNDS:
+        bound, op = _BOUNDS[kind]
+        message = f"must be {op} {ctx[bound]:g}, got {got!r}"
+    elif kind == "too_short":
+        message = f"must have at least {ctx['min_length']} item(s), got {got!r}"
+    elif kind == "too_long":
+        message = f"must have at most {ctx['max_length']} items, got {got!r}"
+    elif kind == "value_error":
+        args = ctx["error"].args  # (field, message) from _require, (message,) from a field validator
+        loc, message = (*loc, *args[:-1]), args[-1]
+    else:
+        message = f"{error['msg']}, got {got!r}"
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    return ConfigError(f"{key or 'params'}: {message}")
 
 
 def params_from_dict(raw: Any) -> Params:
     if not isinstance(raw, dict):
         raise ConfigError(f"params: expected a mapping at the top level, got {type(raw).__name__}")
-    return _build(Params, raw, "")
+    try:
+        return _PARAMS.validate_python(raw)
+    except ValidationError as err:
+        raise _config_error(err) from None
 
 
 def load_params(path: Path | str = PARAMS_FILE) -> Params:
@@ -332,23 +336,12 @@ def load_params(path: Path | str = PARAMS_FILE) -> Params:
 
 
 def as_dict(section: Any) -> dict:
-    """A section as plain JSON-able data (for resolved-config files and fingerprints)."""
-    return dataclasses.asdict(section)
+    """A section (any dataclass) as plain JSON data, tuples as lists (resolved-config files, fingerprints)."""
+    return json.loads(json.dumps(dataclasses.asdict(section), default=str))
 
 
 def fingerprint(*parts: Any) -> str:
     """A stable short hash of JSON-able parts (config sections, data hashes)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def section_keys(cls: type, prefix: str) -> list[str]:
-    """Every dotted leaf key of a config dataclass, for the dvc.yaml consistency test."""
-    keys = []
-    hints = typing.get_type_hints(cls)
-    for field in dataclasses.fields(cls):
-        key = f"{prefix}.{field.name}" if prefix else field.name
-        tp = hints[field.name]
-        keys.extend(section_keys(tp, key) if dataclasses.is_dataclass(tp) else [key])
-    return keys
 
