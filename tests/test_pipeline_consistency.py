@@ -1,18 +1,44 @@
 """dvc.yaml, params.yaml and the stage modules agree with each other."""
 
 import ast
-import importlib.util
+import dataclasses
+import os
+import subprocess
+import sys
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
-from src.config import Params, section_keys
+from src.config import Params
 
-DVC = yaml.safe_load(open("dvc.yaml"))
-PARAMS = yaml.safe_load(open("params.yaml"))
+REPO = Path(__file__).resolve().parents[1]
+DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 STAGES = DVC["stages"]
-CONFIG_KEYS = set(section_keys(Params, ""))
+
+
+def config_sections(cls: type = Params, path: str = "") -> dict[str, str]:
+    """{section class name: its dotted path}: {"Params": "", "TrainConfig": "train", "SRTrainConfig": "train.sr", ...}."""
+    sections = {cls.__name__: path}
+    for name, tp in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(tp):
+            sections.update(config_sections(tp, f"{path}.{name}".lstrip(".")))
+    return sections
+
+
+def config_leaves(cls: type = Params, prefix: str = "") -> list[str]:
+    """Every dotted leaf key of the typed config."""
+    keys = []
+    for name, tp in typing.get_type_hints(cls).items():
+        key = f"{prefix}.{name}" if prefix else name
+        keys.extend(config_leaves(tp, key) if dataclasses.is_dataclass(tp) else [key])
+    return keys
+
+
+SECTIONS = config_sections()
+CONFIG_KEYS = config_leaves()
 
 
 def listed_params(stage: dict) -> list[str]:
@@ -23,13 +49,21 @@ def covered(key: str, listed: list[str]) -> bool:
     return any(key == p or key.startswith(p + ".") for p in listed)
 
 
+def output_paths(stage: dict) -> list[str]:
+    return [next(iter(entry)) if isinstance(entry, dict) else entry for entry in stage.get("outs", [])]
+
+
 @pytest.mark.parametrize("name", sorted(STAGES))
-def test_stage_cmd_module_exists_and_has_help(name):
-    cmd = STAGES[name]["cmd"]
-    assert cmd == f"python -m src.{name}", "one module per stage, named after the stage"
-    assert importlib.util.find_spec(f"src.{name}") is not None
-    source = Path(f"src/{name}.py").read_text()
-    assert "argparse.ArgumentParser" in source and "description=" in source
+def test_stage_cmd_runs_and_its_help_names_its_outputs(name):
+    assert STAGES[name]["cmd"] == f"python -m src.{name}", "one module per stage, named after the stage"
+    result = subprocess.run([sys.executable, "-m", f"src.{name}", "--help"], cwd=REPO, capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, f"python -m src.{name} --help failed:\n{result.stderr[-3000:]}"
+    assert result.stdout.startswith(f"usage: python -m src.{name}"), result.stdout[:300]
+    text = "".join(result.stdout.split())  # argparse re-wraps the description
+    unnamed = [out for out in output_paths(STAGES[name])
+               if Path(out).name not in text or Path(out).parent.name not in text]
+    assert not unnamed, f"`python -m src.{name} --help` does not name its dvc.yaml outputs {unnamed}"
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
@@ -42,31 +76,208 @@ def test_stage_params_exist_in_params_yaml_and_config(name):
         assert any(k == key or k.startswith(key + ".") for k in CONFIG_KEYS), f"{key} not in src/config.py"
 
 
-def _attribute_chains(path: str) -> set[str]:
-    """Dotted attribute chains used in a module, e.g. 'params.train.lambda_cycle', 'cfg.steps'."""
-    chains = set()
-    for node in ast.walk(ast.parse(Path(path).read_text())):
-        if isinstance(node, ast.Attribute):
-            parts = []
-            cur = node
-            while isinstance(cur, ast.Attribute):
-                parts.append(cur.attr)
-                cur = cur.value
-            if isinstance(cur, ast.Name):
-                parts.append(cur.id)
-                chains.add(".".join(reversed(parts)))
-    return chains
+# ---------------------------------------------------------------- which params a stage reads
+def module_closure(path: Path, root: Path, seen: set[Path] | None = None) -> set[Path]:
+    """`path` and every src/ file it reaches through `import src...` / `from src... import` (transitively)."""
+    seen = set() if seen is None else seen
+    if path in seen or not path.is_file():
+        return seen
+    seen.add(path)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "src":
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]  # a name may be a module
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names if alias.name.split(".")[0] == "src"]
+        else:
+            continue
+        for name in names:
+            base = root / name.replace(".", "/")
+            module_closure(base.with_suffix(".py"), root, seen)
+            module_closure(base / "__init__.py", root, seen)
+    return seen
 
 
-@pytest.mark.parametrize("name", ["train_sr", "train_cyclegan", "train_segmenter", "evaluate"])
-def test_every_listed_section_is_read_by_its_stage(name):
-    """A listed params section the stage never reads would re-run it for nothing."""
-    chains = _attribute_chains(f"src/{name}.py")
-    text = Path(f"src/{name}.py").read_text()
-    for key in listed_params(STAGES[name]):
-        leaf = key.split(".")[-1]
-        assert any(c.endswith("." + leaf) or ("." + leaf + ".") in c for c in chains) or f"params.{leaf}" in text, \
-            f"{name} lists {key} but never reads it"
+def _chain(node: ast.AST) -> str | None:
+    """'cfg.sr.lr' for an attribute chain on a name; 'load_params().weights' for one on a load_params call."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    elif isinstance(node, ast.Call) and "load_params" in (getattr(node.func, "id", None), getattr(node.func, "attr", None)):
+        parts.append("load_params()")
+    else:
+        return None
+    return ".".join(reversed(parts))
+
+
+def _resolve(node: ast.AST, env: dict[str, str]) -> str | None:
+    """The config path a chain stands for: its longest prefix bound in `env`, then the remaining attributes."""
+    chain = _chain(node)
+    parts = chain.split(".") if chain else []
+    for i in range(len(parts), 0, -1):
+        head = ".".join(parts[:i])
+        if head in env:
+            return ".".join(part for part in [env[head], *parts[i:]] if part)
+    return None
+
+
+def _annotated_section(annotation: ast.AST | None) -> str | None:
+    """The config path of a parameter annotated with exactly one section class (`cfg: SegmenterConfig`)."""
+    names = set()
+    for node in ast.walk(annotation) if annotation is not None else []:
+        if isinstance(node, (ast.Name, ast.Attribute, ast.Constant)):  # Params, config.Params, "Params"
+            names.add(node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else node.value)
+    paths = [SECTIONS[name] for name in names if isinstance(name, str) and name in SECTIONS]
+    return paths[0] if len(paths) == 1 else None
+
+
+def _bindings(node: ast.AST):
+    """(target chain, value node) pairs of an assignment, tuples unpacked pairwise."""
+    if isinstance(node, ast.Assign):
+        for target in node.targets:
+            if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple) and len(target.elts) == len(node.value.elts):
+                yield from ((_chain(t), v) for t, v in zip(target.elts, node.value.elts))
+            else:
+                yield _chain(target), node.value
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        yield _chain(node.target), node.value
+
+
+def _scope_reads(body: list[ast.AST], env: dict[str, str], reads: set[str]) -> dict[str, str]:
+    """Add to `reads` the config path of every attribute chain in one scope; return the scope's aliases.
+
+    Aliases: names bound (anywhere in the scope, to a fixpoint) to a chain that resolves, e.g.
+    `cfg, train_cfg = params.train.sr, params.train` or `self.params = params`.
+    """
+    env, nodes, nested, stack = dict(env), [], [], list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            nested.append(node)
+            continue
+        nodes.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    changed = True
+    while changed:
+        changed = False
+        for node in nodes:
+            for target, value in _bindings(node):
+                path = _resolve(value, env)
+                if target and path is not None and env.get(target) != path:
+                    env[target], changed = path, True
+    reads.update(path for node in nodes if isinstance(node, ast.Attribute) and (path := _resolve(node, env)) is not None)
+    for node in nested:
+        if isinstance(node, ast.ClassDef):
+            _class_reads(node, env, reads)
+        else:
+            _function_reads(node, env, reads)
+    return env
+
+
+def _function_reads(fn: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, env: dict[str, str],
+                    reads: set[str]) -> dict[str, str]:
+    """A function sees the enclosing aliases, its parameters annotated with a section, and not
+    the enclosing aliases that its other parameters shadow."""
+    inner = dict(env)
+    args = fn.args
+    for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+        if arg is not None:
+            path = _annotated_section(arg.annotation)
+            if path is None:
+                inner.pop(arg.arg, None)
+            else:
+                inner[arg.arg] = path
+    return _scope_reads(fn.body if isinstance(fn.body, list) else [fn.body], inner, reads)
+
+
+def _class_reads(cls: ast.ClassDef, env: dict[str, str], reads: set[str]) -> None:
+    """Methods share `self.x` aliases: a field `params: Params`, or `self.params = params` in any method."""
+    class_env = dict(env)
+    for node in cls.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            path = _annotated_section(node.annotation)
+            if path is not None:
+                class_env[f"self.{node.target.id}"] = path
+    for _ in range(2):  # the second pass sees the self.x bound in any method during the first
+        for method in cls.body:
+            if isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                method_env = _function_reads(method, class_env, reads)
+                class_env.update({k: v for k, v in method_env.items() if k.startswith("self.")})
+
+
+def module_reads(path: Path) -> set[str]:
+    """Dotted config paths a module reads through attribute chains (`params.train.device`, `cfg.lr`)."""
+    reads: set[str] = set()
+    _scope_reads(ast.parse(path.read_text()).body, {"load_params()": ""}, reads)
+    return reads
+
+
+def unread_params(stage: str, root: Path = REPO) -> list[str]:
+    """Config leaves a stage lists in dvc.yaml (a section stands for all its leaves) but never reads.
+
+    Read means: its module, or a src module it imports (transitively), has an attribute chain
+    that resolves to exactly that key. Passing a whole section on (`as_dict(cfg)`) is no read,
+    and neither is the validation in src/config.py.
+    """
+    listed = listed_params(yaml.safe_load((root / "dvc.yaml").read_text())["stages"][stage])
+    files = module_closure(root / "src" / f"{stage}.py", root) - {root / "src" / "config.py"}
+    reads = set().union(*(module_reads(path) for path in files))
+    return sorted(key for key in CONFIG_KEYS
+                  if covered(key, listed) and not any(r == key or r.startswith(key + ".") for r in reads))
+
+
+@pytest.mark.parametrize("name", sorted(name for name, stage in STAGES.items() if listed_params(stage)))
+def test_every_listed_param_is_read_by_its_stage(name):
+    """A listed param the stage never reads would re-run it for nothing."""
+    assert unread_params(name) == [], f"{name} lists params in dvc.yaml that it never reads"
+
+
+FAKE_STAGE = '''
+from src.config import Params
+from src.fake_helpers import retries
+
+
+class Metrics:
+    def __init__(self, params: Params):
+        self.params = params
+
+    def batch(self):
+        return self.params.evaluate.batch_size
+
+
+def run(params: Params, runtime):
+    train_cfg, ev = params.train, params.evaluate
+
+    def closure():
+        return ev.kid_subsets
+
+    def shadowed(params):  # not the config: must not count as reading train.resume
+        return params.train.resume
+
+    return (params.seed, train_cfg.amp, runtime.device, retries(train_cfg), closure(), shadowed(None),
+            {READS})
+'''
+
+
+def test_unread_params_reports_exactly_the_params_a_stage_lists_but_never_reads(tmp_path):
+    """The checker on a deliberately broken stage: it lists train.device and train.resume, reads neither."""
+    listed = ["seed", "train.device", "train.amp", "train.resume", "train.max_nan_retries", "evaluate"]
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"fake": {"cmd": "python -m src.fake", "params": listed}}}))
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "fake_helpers.py").write_text(
+        "from src.config import TrainConfig\n\n\ndef retries(train: TrainConfig) -> int:\n    return train.max_nan_retries\n")
+    evaluate_keys = [key.split(".")[1] for key in CONFIG_KEYS if key.startswith("evaluate.")]
+    others = [f"ev.{k}" for k in evaluate_keys if k not in ("batch_size", "kid_subsets", "n_examples")]
+    stage = tmp_path / "src" / "fake.py"
+    stage.write_text(FAKE_STAGE.replace("{READS}", ", ".join(others)))
+    # runtime.device ends in "device" and shadowed() reads a `params.train.resume` that is not the config's.
+    assert unread_params("fake", tmp_path) == ["evaluate.n_examples", "train.device", "train.resume"]
+
+    stage.write_text(stage.read_text() + "\n\ndef fixed(params: Params):\n"
+                     "    return params.train.device, params.train.resume, params.evaluate.n_examples\n")
+    assert unread_params("fake", tmp_path) == []
 
 
 def test_lambda_cycle_reruns_only_the_cyclegan_side():
@@ -82,25 +293,14 @@ def test_every_config_key_is_listed_by_some_stage():
     assert unlisted == [], f"params no stage depends on (changing them would silently do nothing): {unlisted}"
 
 
-def _src_imports(module_path: str, seen: set[str]) -> set[str]:
-    """Every src/ file a module reaches through `from src... import` (transitively)."""
-    if module_path in seen or not Path(module_path).exists():
-        return seen
-    seen.add(module_path)
-    for node in ast.walk(ast.parse(Path(module_path).read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("src."):
-            target = node.module.replace(".", "/")
-            _src_imports(target + ".py" if Path(target + ".py").exists() else target + "/__init__.py", seen)
-    return seen
-
-
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_deps_cover_every_reached_src_module(name):
     """Every src module a stage reaches is a dep, so any code change re-runs the stage."""
     deps = [d for d in STAGES[name].get("deps", []) if isinstance(d, str)]
-    for path in sorted(_src_imports(f"src/{name}.py", set())):
-        if path.endswith("__init__.py"):
+    for path in sorted(module_closure(REPO / "src" / f"{name}.py", REPO)):
+        if path.name == "__init__.py":
             continue
+        path = path.relative_to(REPO).as_posix()
         assert any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps), \
             f"{name} reaches {path} but dvc.yaml does not list it"
 
