@@ -44,6 +44,7 @@ def _int_only(value: Any) -> Any:
         raise ValueError(f"expected int, got {value!r}")
     return value
 
+
 # The choices, beside what they select. Config imports no building block, so tests/test_config.py
 # checks that these equal the tables in src/losses and src/augment.
 Device = Literal["auto", "cpu", "cuda"]
@@ -72,7 +73,8 @@ DiffAugmentPolicy = Annotated[str, Strict(), AfterValidator(_check_policy)]
 Betas = tuple[Fraction, Fraction]
 VggLayers = Annotated[tuple[VggLayer, ...], Field(min_length=1)]
 
-section = dataclass(frozen=True, config=ConfigDict(extra="forbid", allow_inf_nan=False))
+# A params section: frozen, unknown keys refused, inf and nan refused in every float.
+frozen_section = dataclass(frozen=True, config=ConfigDict(extra="forbid", allow_inf_nan=False))
 
 
 def _require(ok: bool, field: str, message: str) -> None:
@@ -81,7 +83,7 @@ def _require(ok: bool, field: str, message: str) -> None:
         raise ValueError(field, message)
 
 
-@section
+@frozen_section
 class WeightsConfig:
     vgg19_path: Str
     inception_path: Str
@@ -90,7 +92,7 @@ class WeightsConfig:
     download_timeout_s: PosFloat
 
 
-@section
+@frozen_section
 class SimConfig:
     field_strength: Literal[1.5, 3.0]  # tesla: selects the T1/T2/PD table
     tr_ms: PosFloat
@@ -105,7 +107,7 @@ class SimConfig:
         return self
 
 
-@section
+@frozen_section
 class DataConfig:
     source: Literal["mni152", "folder"]
     folder: Str
@@ -134,7 +136,7 @@ class DataConfig:
         return self
 
 
-@section
+@frozen_section
 class SegmenterConfig:
     encoder: Encoder
     encoder_depth: Annotated[Literal[3, 4, 5], BeforeValidator(_int_only)]
@@ -154,12 +156,12 @@ class SegmenterConfig:
         return self
 
 
-def _check_patch_d(section: SRTrainConfig | CycleGANTrainConfig) -> None:
-    _require(section.crop_size % 2 ** section.d_layers == 0, "crop_size",
-             f"must be divisible by 2**d_layers = {2 ** section.d_layers}, got {section.crop_size}")
+def _check_patch_d(cfg: SRTrainConfig | CycleGANTrainConfig) -> None:
+    _require(cfg.crop_size % 2 ** cfg.d_layers == 0, "crop_size",
+             f"must be divisible by 2**d_layers = {2 ** cfg.d_layers}, got {cfg.crop_size}")
 
 
-@section
+@frozen_section
 class SRTrainConfig:
     crop_size: PosInt
     batch_size: PosInt
@@ -193,7 +195,7 @@ class SRTrainConfig:
         return self
 
 
-@section
+@frozen_section
 class CycleGANTrainConfig:
     crop_size: PosInt
     batch_size: PosInt
@@ -224,7 +226,7 @@ class CycleGANTrainConfig:
         return self
 
 
-@section
+@frozen_section
 class TrainConfig:
     device: Device
     amp: Bool
@@ -239,7 +241,7 @@ class TrainConfig:
     cyclegan: CycleGANTrainConfig
 
 
-@section
+@frozen_section
 class EvaluateConfig:
     device: Device
     batch_size: PosInt
@@ -254,7 +256,7 @@ class EvaluateConfig:
     n_examples: PosInt
 
 
-@section
+@frozen_section
 class Params:
     seed: NonNegInt  # numpy refuses negative seeds
     weights: WeightsConfig
