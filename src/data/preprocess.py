@@ -133,14 +133,6 @@ def crop_square(stack: np.ndarray, box: tuple[int, int, int], fill: float) -> np
     return out
 
 
-def crop_to_foreground(images: np.ndarray, mask: np.ndarray, fill: float = BACKGROUND,
-                       margin: float = CROP_MARGIN) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """Square crop of a stack (N, H, W) around the foreground of `mask` (N, H, W), padded
-    with `fill`. Returns the crop and its box (apply the box to labels with `crop_square`)."""
-    box = square_box(mask, margin)
-    return crop_square(images, box, fill), box
-
-
 def resize_images(stack: np.ndarray, size: int) -> np.ndarray:
     """(N, H, W) float -> (N, size, size) float32, bilinear with antialiasing when shrinking."""
     x = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[:, None]

@@ -6,8 +6,8 @@ import pytest
 from datatest_helpers import synthetic_head
 
 from src.data.labels import CLASS_NAMES, brain_mask_from_tissue, tissue_labels
-from src.data.preprocess import (crop_square, crop_to_foreground, foreground_mask, kept_slices, normalise_volume,
-                                 resize_images, resize_labels, set_background, slices_along, square_box)
+from src.data.preprocess import (crop_square, foreground_mask, kept_slices, normalise_volume, resize_images,
+                                 resize_labels, set_background, slices_along, square_box)
 
 
 def test_normalise_maps_percentile_window_and_sets_background():
@@ -64,7 +64,8 @@ def test_square_crop_covers_foreground_and_pads_with_background():
     mask = np.zeros((2, 20, 30), bool)
     mask[0, 2:8, 0:20] = True
     images = np.where(mask, 0.5, -1.0).astype(np.float32)
-    cropped, box = crop_to_foreground(images, mask)
+    box = square_box(mask)
+    cropped = crop_square(images, box, -1.0)
     row0, col0, side = box
     assert cropped.shape == (2, side, side) and side >= 20
     assert (cropped == 0.5).sum() == (images == 0.5).sum()  # nothing of the foreground is cut
