@@ -9,10 +9,10 @@ into contiguous slabs with `gap` slices dropped between neighbouring slabs:
 The seed decides the orientation (which end holds the test slab; val takes the other) and
 which train sub-slab feeds the simulator. Train sits in the middle so that both held-out
 slabs touch it through one gap only and neither held-out slab is the smallest anatomy at
-both ends. The sim and real train slices are disjoint blocks of `data.sim_block`-ish slices that
-alternate, with the gap between every two blocks: the CycleGAN never sees an image and
-the simulation of the same anatomy (it is unpaired data), yet both domains cover the
-same range of anatomy. Two contiguous sub-slabs would put e.g. inferior slices in sim
+both ends. The sim and real train slices are disjoint blocks (about `block` slices each at
+sim_fraction 0.5) that alternate, with the gap between every two blocks: the CycleGAN
+never sees an image and the simulation of the same anatomy (it is unpaired data), yet
+both domains cover the same range of anatomy. Two contiguous sub-slabs would put e.g. inferior slices in sim
 and superior ones in real, and the adversarial loss would then reward changing anatomy
 (more white matter) instead of appearance: the CycleGAN assumption that both domains
 share one content distribution would be broken by the split itself.
@@ -25,6 +25,9 @@ slices are divided into two sub-slabs with the gap instead).
 
 Slices along different axes of one volume intersect, so slab splits support one axis only
 (`check_axes`).
+
+A split the slices or volumes cannot hold raises `SplitError`, which names the argument to
+change in this module's own terms (`gap`, `block`, ...): the stage maps it to its params key.
 """
 
 from __future__ import annotations
@@ -33,10 +36,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.config import ConfigError
-
 SPLITS = ("train", "val", "test")
 MIN_VOLUMES_FOR_VOLUME_SPLIT = 3
+
+
+class SplitError(ValueError):
+    """The slices or volumes cannot hold the split. `setting` is the argument to change:
+    "gap", "block", "axes", "fractions" or "sim_fraction"."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 @dataclass(frozen=True)
@@ -91,11 +101,11 @@ def subslabs(indices: list[int], sim_fraction: float, gap: int, sim_first: bool,
 
     Each sim block holds about 2 * block * sim_fraction slices and each real block the
     rest of 2 * block; `gap` slices are dropped between every two blocks. Raises
-    ConfigError when the run cannot hold one block of each with the gap between.
+    SplitError when the run cannot hold one block of each with the gap between.
     """
     if len(indices) - gap < 2:
-        raise ConfigError(f"data.split_gap: a train slab of {len(indices)} slices cannot hold a sim and a real "
-                          f"block with a gap of {gap}; lower data.split_gap or data.min_foreground, or add data")
+        raise SplitError("gap", f"a train slab of {len(indices)} slices cannot hold a sim and a real block with a "
+                                f"gap of {gap}; lower the gap or the minimum foreground fraction, or add data")
     n_sim, n_real = allocate(2 * block, [sim_fraction, 1.0 - sim_fraction])
     n_sim, n_real = max(1, n_sim), max(1, n_real)
     if len(indices) < n_sim + gap + n_real:
@@ -110,8 +120,8 @@ def subslabs(indices: list[int], sim_fraction: float, gap: int, sim_first: bool,
         pos += size + gap
         sim_turn = not sim_turn
     if not sim or not real:
-        raise ConfigError(f"data.sim_block: a train slab of {len(indices)} slices gave no "
-                          f"{'real' if sim else 'sim'} block; lower data.sim_block or data.split_gap")
+        raise SplitError("block", f"a train slab of {len(indices)} slices gave no {'real' if sim else 'sim'} "
+                                  "block; lower the block size or the gap")
     return sim, real
 
 
@@ -120,14 +130,15 @@ def slab_splits(n_slices: int, fractions: list[float], gap: int, sim_fraction: f
     """Contiguous train/val/test slabs over slice indices 0 .. n_slices - 1 (see module docstring).
 
     fractions: (train, val, test), applied to the slices left after the two gaps.
-    Raises ConfigError (naming data.split_gap) when the slices cannot hold the slabs.
+    Raises SplitError (setting "gap") when the slices cannot hold the slabs.
     """
     usable = n_slices - 2 * gap
     n_train_min = 2 + gap  # room for the sim and real sub-slabs and the gap between them
     if usable < n_train_min + 2:
-        raise ConfigError(f"data.split_gap: {n_slices} slices are too few for train/val/test slabs with gaps of {gap} "
-                          "slices (and a train slab split into sim and real); lower data.split_gap or "
-                          "data.min_foreground, or add data (>= 3 volumes are split by volume)")
+        raise SplitError("gap", f"{n_slices} slices are too few for train/val/test slabs with gaps of {gap} slices "
+                                "(and a train slab split into sim and real); lower the gap or the minimum foreground "
+                                f"fraction, or add data (>= {MIN_VOLUMES_FOR_VOLUME_SPLIT} volumes are split by "
+                                "volume)")
     n_train, n_val, n_test = allocate(usable, fractions)
     if n_train < n_train_min:
         n_val, n_test = allocate(usable - n_train_min, [n_val, n_test])
@@ -173,7 +184,7 @@ def volume_splits(n_volumes: int, fractions: list[float], seed: int, sim_fractio
 
 
 def check_axes(n_volumes: int, axes: list[int], n_train_volumes: int | None = None) -> None:
-    """ConfigError when slices along several axes would share voxels across splits.
+    """SplitError (setting "axes") when slices along several axes would share voxels across splits.
 
     Slab splits (fewer than 3 volumes) and the sub-slab split of a single train volume
     cut one slice index; slices along another axis cross every slab.
@@ -181,9 +192,10 @@ def check_axes(n_volumes: int, axes: list[int], n_train_volumes: int | None = No
     if len(axes) <= 1:
         return
     if n_volumes < MIN_VOLUMES_FOR_VOLUME_SPLIT:
-        raise ConfigError(f"data.axes: {axes} slices one volume along several axes, but slices along different axes "
-                          f"intersect and would leak between train/val/test slabs; with {n_volumes} volume(s) use "
-                          f"one axis, or provide >= {MIN_VOLUMES_FOR_VOLUME_SPLIT} volumes (split by volume)")
+        raise SplitError("axes", f"{list(axes)} slices one volume along several axes, but slices along different axes "
+                                 f"intersect and would leak between train/val/test slabs; with {n_volumes} volume(s) "
+                                 f"use one axis, or provide >= {MIN_VOLUMES_FOR_VOLUME_SPLIT} volumes (split by "
+                                 "volume)")
     if n_train_volumes is not None and n_train_volumes < 2:
-        raise ConfigError(f"data.axes: {axes} with a single train volume: its sim and real sub-slabs would "
-                          "intersect along the other axes; use one axis or provide more volumes")
+        raise SplitError("axes", f"{list(axes)} with a single train volume: its sim and real sub-slabs would intersect "
+                                 "along the other axes; use one axis or provide more volumes")

@@ -1,14 +1,16 @@
 """Stage smoke tests: `template` and `prepare` on tiny generated inputs in a temporary working directory."""
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from datatest_helpers import REPO, synthetic_head, write_dicom, write_image, write_nifti
+from datatest_helpers import REPO, base_params, synthetic_head, write_dicom, write_image, write_nifti
 
 from src import prepare, template
 
@@ -176,12 +178,13 @@ def test_three_volumes_split_the_single_train_volume_into_sub_slabs(workdir, wri
     assert min(abs(i - j) for i in train_stack["train_sim"] for j in train_stack["train_real"]) > 1
 
 
-def test_16bit_pngs_without_labels_give_sr_only(workdir, write_params, capsys):
+def test_16bit_pngs_without_labels_give_sr_only(workdir, write_params, capsys, caplog):
     (workdir / "user" / "images").mkdir(parents=True)
     for i in range(5):
         write_image(workdir / "user" / "images" / f"slice{i}.png", _disc_slice(seed=i)[0])
+    caplog.set_level(logging.INFO, logger="stage")
     assert prepare.main(["--params", str(write_params())]) == 0
-    assert "sim2real NOT written" in capsys.readouterr().out
+    assert "sim2real = NOT written: no label maps" in caplog.text
     manifest = check_outputs(workdir, 32, 4, sim2real=False)
     assert "no label maps" in manifest["outputs"]["sim2real"]["reason"]
 
@@ -312,6 +315,29 @@ def test_failed_run_keeps_previous_outputs(workdir, write_params, capsys):
     assert run_prepare(write_params(), capsys)[0] == 1
     assert (workdir / "data/prepared/manifest.json").read_bytes() == manifest
     assert not [p for p in workdir.rglob(".*-tmp-*")]
+
+
+def test_files_prepare_does_not_own_are_left_alone(workdir, write_params, capsys):
+    """DVC writes data/prepared/.gitignore; prepare replaces only sr/, sim2real/ and manifest.json."""
+    make_nifti_folder(workdir / "user")
+    out = workdir / "data" / "prepared"
+    (out / "sr").mkdir(parents=True)
+    (out / "sr" / "stale.npz").write_bytes(b"old")
+    (out / ".gitignore").write_text("/sr\n/sim2real\n/manifest.json\n")
+    assert run_prepare(write_params(), capsys)[0] == 0
+    assert (out / ".gitignore").read_text() == "/sr\n/sim2real\n/manifest.json\n"
+    assert not (out / "sr" / "stale.npz").exists()
+    assert sorted(p.name for p in out.iterdir()) == [".gitignore", "manifest.json", "sim2real", "sr"]
+    check_outputs(workdir, 32, 4)
+
+
+def test_every_split_error_names_a_params_key():
+    """Each `SplitError(setting, ...)` raised in src/data maps to a real params key in the stage."""
+    raised = {m for f in (REPO / "src" / "data").glob("*.py")
+              for m in re.findall(r'SplitError\(\s*"(\w+)"', f.read_text())}
+    assert raised and raised <= set(prepare.SPLIT_KEYS), raised - set(prepare.SPLIT_KEYS)
+    data_keys = {f"data.{key}" for key in base_params()["data"]}
+    assert set(prepare.SPLIT_KEYS.values()) <= data_keys, set(prepare.SPLIT_KEYS.values()) - data_keys
 
 
 def test_cli_exit_code_and_help(workdir, write_params, capsys):

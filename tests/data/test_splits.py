@@ -4,8 +4,7 @@ import itertools
 
 import pytest
 
-from src.config import ConfigError
-from src.data.splits import allocate, check_axes, slab_splits, subslabs, volume_splits
+from src.data.splits import SplitError, allocate, check_axes, slab_splits, subslabs, volume_splits
 
 FRACTIONS = [0.7, 0.15, 0.15]
 
@@ -47,11 +46,15 @@ def test_slabs_are_deterministic_from_the_seed():
     assert len(orders) == 2  # the seed picks which end holds the test slab
 
 
-def test_too_few_slices_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"^data\.split_gap: 12 slices"):
+def test_too_few_slices_is_a_split_error_naming_the_gap():
+    # The building block names its own argument; the prepare stage maps it to data.split_gap.
+    with pytest.raises(SplitError, match=r"^12 slices are too few .* gaps of 3") as info:
         slab_splits(12, FRACTIONS, 3, 0.5, 0)
-    with pytest.raises(ConfigError, match=r"^data\.split_gap"):
+    assert info.value.setting == "gap" and "data." not in str(info.value)
+    with pytest.raises(SplitError) as info:
         subslabs(list(range(4)), 0.5, 3, sim_first=True)
+    assert info.value.setting == "gap"
+    assert issubclass(SplitError, ValueError)  # the stage skeleton reports ValueErrors as `error: ...`
 
 
 def test_volume_splits_partition_volumes():
@@ -72,10 +75,12 @@ def test_volume_splits_partition_volumes():
 def test_several_axes_need_several_volumes():
     check_axes(1, [2])
     check_axes(5, [0, 1, 2])
-    with pytest.raises(ConfigError, match=r"^data\.axes: .*intersect"):
+    with pytest.raises(SplitError, match=r"^\[0, 2\] .*intersect") as info:
         check_axes(1, [0, 2])
-    with pytest.raises(ConfigError, match=r"^data\.axes"):
+    assert info.value.setting == "axes"
+    with pytest.raises(SplitError) as info:
         check_axes(3, [0, 2], n_train_volumes=1)
+    assert info.value.setting == "axes"
 
 
 def test_allocate():

@@ -1,0 +1,138 @@
+"""Reading the prepare stage's input volumes: checked, with a foreground mask and labels, normalised to [-1, 1].
+
+Two sources. The MNI152 template (`read_mni152`): {t1,gm,wm}.nii.gz as written by the
+`template` stage; the brain mask and the hard tissue labels come from the GM/WM
+probability maps. A user folder (`read_folder`), laid out as
+
+    <folder>/images/      volumes (NIfTI .nii/.nii.gz, DICOM .dcm files, or one folder per
+                          DICOM series) or 2-D images (PNG/TIFF, 8- or 16-bit grey)
+    <folder>/labels/      optional: one label map per image, matched by name without
+                          extension; values 0 background, 1 CSF, 2 GM, 3 WM; the image
+                          foreground is then labels > 0. Use the image's own format: only
+                          the shape is checked, and NIfTI, DICOM and PNG differ in
+                          orientation conventions (see src/data/io.py)
+    <folder>/sim/         optional: your own simulated images, which replace the built-in
+    <folder>/sim_labels/  simulator (needs labels/; sim_labels/ required)
+
+Without labels the foreground is an Otsu mask (largest component, holes filled). Every
+failure is a `DataError` whose message starts with the offending path.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from src.config import DataConfig
+from src.data.io import DataError, check_min_size, check_same_shape, find_inputs, input_stem, load_labels, load_volume
+from src.data.labels import NUM_CLASSES, brain_mask_from_tissue, tissue_labels
+from src.data.preprocess import foreground_mask, normalise_volume
+
+MNI152_FILES = ("t1", "gm", "wm")
+
+
+@dataclass
+class Volume:
+    """One input volume after normalisation (image in [-1, 1], background -1)."""
+
+    name: str
+    image_path: Path
+    label_source: str | None  # label file, or how the labels were made
+    image: np.ndarray
+    foreground: np.ndarray
+    labels: np.ndarray | None
+
+
+def _probability(vol: np.ndarray, path: Path) -> np.ndarray:
+    """Tissue probability in [0, 1]; maps stored as 0..255 (the nilearn copies) are rescaled."""
+    if vol.min() < 0 or vol.max() > 255:
+        raise DataError(f"{path}: expected a probability map in [0, 1] or [0, 255], got [{vol.min():g}, {vol.max():g}]")
+    return vol / 255.0 if vol.max() > 1.0 else vol
+
+
+def _normalise(vol: np.ndarray, mask: np.ndarray, percentiles: list[float], path: Path) -> np.ndarray:
+    try:
+        return normalise_volume(vol, mask, percentiles)
+    except ValueError as err:
+        raise DataError(f"{path}: {err}") from None
+
+
+def read_mni152(folder: Path, data: DataConfig) -> tuple[list[Volume], list[Path]]:
+    """The template in `folder` as one labelled volume; returns it and the files read."""
+    paths = {name: folder / f"{name}.nii.gz" for name in MNI152_FILES}
+    for path in paths.values():
+        if not path.exists():
+            raise DataError(f"{path}: file not found (run `python -m src.template` first)")
+    vols = {name: load_volume(path) for name, path in tqdm(paths.items(), desc="reading mni152", unit="file",
+                                                             file=sys.stderr)}
+    t1 = vols["t1"]
+    check_min_size(paths["t1"], t1.shape, data.axes, data.image_size // data.scale)
+    probs = {}
+    for name in ("gm", "wm"):
+        check_same_shape(paths["t1"], t1, paths[name], vols[name])
+        probs[name] = _probability(vols[name], paths[name])
+    mask = brain_mask_from_tissue(probs["gm"], probs["wm"])
+    if not mask.any():
+        raise DataError(f"{paths['gm']}: empty brain mask (gm + wm never exceeds the threshold)")
+    labels = tissue_labels(probs["gm"], probs["wm"], mask)
+    image = _normalise(t1, mask, data.percentiles, paths["t1"])
+    source = f"argmax(csf, gm, wm) of {paths['gm']} and {paths['wm']} inside the derived brain mask"
+    return [Volume("mni152", paths["t1"], source, image, mask, labels)], list(paths.values())
+
+
+def _match_labels(images: list[Path], label_dir: Path) -> list[Path]:
+    labels = {input_stem(p): p for p in find_inputs(label_dir)}
+    stems = {input_stem(p) for p in images}
+    for stem, path in labels.items():
+        if stem not in stems:
+            raise DataError(f"{path}: label map without an image of the same name in {images[0].parent}")
+    missing = [p for p in images if input_stem(p) not in labels]
+    if missing:
+        raise DataError(f"{missing[0]}: no label map named {input_stem(missing[0])}.* in {label_dir}")
+    return [labels[input_stem(p)] for p in images]
+
+
+def read_folder_volumes(image_dir: Path, label_dir: Path | None, data: DataConfig,
+                        desc: str) -> tuple[list[Volume], list[Path]]:
+    """Read, check and normalise every input of `image_dir` (with labels from `label_dir`)."""
+    images = find_inputs(image_dir)
+    labels = _match_labels(images, label_dir) if label_dir is not None else [None] * len(images)
+    volumes, files = [], []
+    for image_path, label_path in tqdm(list(zip(images, labels)), desc=desc, unit="vol", file=sys.stderr):
+        vol = load_volume(image_path)
+        check_min_size(image_path, vol.shape, data.axes, data.image_size // data.scale)
+        if label_path is not None:
+            lab = load_labels(label_path, NUM_CLASSES)
+            check_same_shape(image_path, vol, label_path, lab)
+            mask = lab > 0
+            if not mask.any():
+                raise DataError(f"{label_path}: label map is all background")
+        else:
+            lab, mask = None, foreground_mask(vol)
+            if not mask.any():
+                raise DataError(f"{image_path}: no foreground found (constant image?)")
+        image = _normalise(vol, mask, data.percentiles, image_path)
+        volumes.append(Volume(input_stem(image_path), image_path, str(label_path) if label_path else None,
+                              image, mask, lab))
+        files += [image_path] + ([label_path] if label_path is not None else [])
+    return volumes, files
+
+
+def read_folder(folder: Path, data: DataConfig) -> tuple[list[Volume], list[Volume] | None, list[Path]]:
+    """The volumes of a user folder (layout in the module docstring): (images, the user's sim
+    images or None, every file read)."""
+    label_dir = folder / "labels" if (folder / "labels").exists() else None
+    volumes, inputs = read_folder_volumes(folder / "images", label_dir, data, "reading images")
+    if not (folder / "sim").exists():
+        return volumes, None, inputs
+    if label_dir is None:
+        raise DataError(f"{folder / 'labels'}: folder not found (user sim images in {folder / 'sim'} "
+                        "need label maps for the real images too)")
+    if not (folder / "sim_labels").exists():
+        raise DataError(f"{folder / 'sim_labels'}: folder not found (user sim images need their label maps)")
+    sim_volumes, sim_inputs = read_folder_volumes(folder / "sim", folder / "sim_labels", data, "reading sim")
+    return volumes, sim_volumes, inputs + sim_inputs
