@@ -70,6 +70,15 @@ def _check_policy(policy: str) -> str:
 
 
 DiffAugmentPolicy = Annotated[str, Strict(), AfterValidator(_check_policy)]
+
+
+def _check_amp(value: Any) -> Any:
+    if value is True or value is False or value == "auto":
+        return value
+    raise ValueError(f"must be auto, true or false, got {value!r}")
+
+
+Amp = Annotated[Any, AfterValidator(_check_amp)]  # "auto" | True | False
 Betas = tuple[Fraction, Fraction]
 VggLayers = Annotated[tuple[VggLayer, ...], Field(min_length=1)]
 
@@ -229,7 +238,7 @@ class CycleGANTrainConfig:
 @frozen_section
 class TrainConfig:
     device: Device
-    amp: Bool
+    amp: Amp   # bf16 autocast: auto = where the hardware runs bf16 natively
     resume: Bool
     max_nan_retries: NonNegInt
     lambda_adv: NonNegFloat

@@ -23,7 +23,7 @@ SIM2REAL = PREPARED / "sim2real"
 
 def segmenter_meta(params: Params, n_classes: int, encoder_weights: str) -> dict:
     cfg = params.segmenter
-    return {"encoder": cfg.encoder, "encoder_depth": cfg.encoder_depth, "decoder_channels": cfg.decoder_channels,
+    return {"encoder": cfg.encoder, "encoder_depth": cfg.encoder_depth, "decoder_channels": list(cfg.decoder_channels),
             "n_classes": n_classes, "encoder_weights": encoder_weights}
 
 

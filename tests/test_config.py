@@ -234,6 +234,11 @@ def _str_fields(cls, prefix=""):
             yield key
 
 
+@pytest.mark.parametrize("value", ["auto", True, False])
+def test_amp_takes_auto_true_or_false(value):
+    assert params_from_dict(with_change("train.amp", value)).train.amp == value
+
+
 def test_every_free_text_param_is_a_path_or_a_checked_policy():
     # A new str field must be a Literal choice, or be added here with its own check.
     assert sorted(_str_fields(Params)) == sorted([
@@ -262,9 +267,13 @@ def wrong_types(value) -> list:
     return [[bad] * len(value) for bad in wrong_types(value[0])]
 
 
+# Choices that mix types (train.amp: auto | true | false): the generic wrong types would include a valid one.
+MIXED_CHOICE_WRONG_VALUES = {"train.amp": [1, 0, "yes", "True", b"x", 0.5]}
+
+
 @pytest.mark.parametrize("key", leaf_keys(RAW))
 def test_every_param_refuses_wrong_types(key):
-    for value in wrong_types(at(RAW, key)):
+    for value in MIXED_CHOICE_WRONG_VALUES.get(key) or wrong_types(at(RAW, key)):
         bad = value[0] if isinstance(value, list) else value
         # The message shows the offending value as given, not as some coercion made it.
         with pytest.raises(ConfigError, match=re.escape(key) + r"(\[\d+\])?: (expected|must be) .*, got "
