@@ -47,3 +47,13 @@ def test_autocast_casts_convs_only_when_amp_is_on_and_enabled():
         assert conv(x).dtype == torch.float32
     with off.autocast():
         assert conv(x).dtype == torch.float32
+
+
+def test_cpu_runtime_flushes_denormals():
+    """Denormals stalled CPU steps 10-50x (Adam moments of float-noise gradients decay into them)."""
+    from src.training.runtime import make_runtime
+
+    torch.set_flush_denormal(False)
+    assert torch.tensor([1e-40]).mul(1.0).item() != 0.0
+    make_runtime("cpu", False)
+    assert torch.tensor([1e-40]).mul(1.0).item() == 0.0
