@@ -230,6 +230,11 @@ def test_happy_path_without_inception_weights_names_the_fallback_feature_space(t
     assert not [k for k in keys if "fid" in k], "FID named without Inception weights"
     for group in (metrics["sr"]["naive"], metrics["sr"]["gan_model"], metrics["sim2real"]["realism"]["translated_sim"]):
         assert {"fd_judge_unet_encoder", "kid_judge_unet_encoder", "swd"} <= set(group)
+        # n beside every distribution distance; no subset "std" of KID (with N <= subset size it is 0 by construction)
+        assert group["swd_n"] == group["fd_judge_unet_encoder_n"] == group["kid_judge_unet_encoder_n"] == N
+        assert not [k for k in group if k.endswith("_std")]
+    assert metrics["protocol"]["kid"]["effective_subset_size"] == 2  # write_params: kid_subset_size 2 < N
+    assert metrics["protocol"]["kid"]["subset_is_whole_set"] is False
     assert metrics["protocol"]["n_sr_test"] == N and metrics["protocol"]["n_sim2real_test"] == N
     assert metrics["protocol"]["crop_border"] == SCALE
 
@@ -243,7 +248,7 @@ def test_happy_path_without_inception_weights_names_the_fallback_feature_space(t
         assert np.isfinite(metrics["sr"][row]["psnr_db"]) and -1 <= metrics["sr"][row]["ssim"] <= 1
 
     out = tree / "pipeline/evaluate"
-    assert sorted(p.name for p in out.iterdir()) == ["examples", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["examples", "headline.json", "metrics.json", "per_slice.csv", "plots"]
     assert sorted(p.name for p in (out / "examples").iterdir()) == ["sim2real_grid.png", "sr_grid.png"]
 
 

@@ -189,7 +189,8 @@ def _check_swd_inputs(images_a: torch.Tensor, images_b: torch.Tensor, descriptor
     if min_resolution < patch_size:
         raise ValueError(f"min_resolution ({min_resolution}) must be >= patch_size ({patch_size})")
     if min(images_a.shape[-2:]) < min_resolution:
-        raise ValueError(f"images of size {tuple(images_a.shape[-2:])} are smaller than min_resolution={min_resolution}")
+        raise ValueError(f"images of size {tuple(images_a.shape[-2:])} are smaller than "
+                         f"min_resolution={min_resolution}")
     if descriptors_per_image < 1 or n_directions < 1:
         raise ValueError("descriptors_per_image and n_directions must be >= 1")
     if min(images_a.shape[0], images_b.shape[0]) < 1:

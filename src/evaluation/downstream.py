@@ -1,0 +1,112 @@
+"""Downstream value (CyCADA protocol): U-Nets trained on raw sim, translated sim and real labels, each with
+the same recipe, budget and seeds, scored on real test slices.
+
+Seeds and slices are both resampled (a two-level bootstrap): each resample draws the test
+slices with replacement and, independently, as many seeds as were trained, with replacement;
+a row's value on it is the mean over the drawn seeds of the pooled Dice on the drawn slices.
+Every row uses the same draws, and seed k of every row starts from the same weights, so the
+comparisons with sim_only are paired in both slices and seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from src.config import SegmenterConfig
+from src.evaluation.dice import dice_columns, dice_counts, dice_statistics
+from src.evaluation.intervals import Resamples, Statistic, differences
+from src.evaluation.per_slice import slice_rows
+from src.evaluation.schema import DOWNSTREAM_VS_SIM_ONLY, Downstream, DownstreamVsSimOnly
+from src.metrics.bootstrap import resample_indices
+from src.training.runtime import Runtime, seed_everything
+from src.training.segmentation import fit_segmenter, predict_labels
+
+GAP_EPSILON = 1e-6  # oracle and sim_only closer than this: the gap is undefined (NaN)
+
+
+@dataclass(frozen=True)
+class DownstreamModels:
+    models: dict[str, list[torch.nn.Module]]  # {row: [model per seed]}
+    steps_per_segmenter: dict[str, int]       # {row: steps each of its models was trained for}
+    encoder_init: str                         # "<encoder>_imagenet" or "<encoder>_random_init"
+
+
+def train_downstream(training_sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                     build: Callable[[], tuple[torch.nn.Module, str]], recipe: SegmenterConfig, steps: int,
+                     seeds: list[int], runtime: Runtime) -> DownstreamModels:
+    """One fresh U-Net per (row, seed), trained with one recipe and budget.
+
+    training_sets: {row: (images (N, 1, H, W) in [-1, 1], labels (N, H, W))}. `build` returns an
+    untrained U-Net on runtime's device and its encoder init; it is called right after seeding,
+    so for each seed every row starts from the same weights and sees the same batch order.
+    """
+    models: dict[str, list[torch.nn.Module]] = {row: [] for row in training_sets}
+    budgets: dict[str, int] = {}
+    init = ""
+    for seed in seeds:
+        for row, (images, labels) in training_sets.items():
+            seed_everything(seed)
+            model, init = build()
+            losses = fit_segmenter(model, images, labels, recipe, steps, seed, runtime,
+                                   desc=f"downstream {row} seed {seed}")
+            if budgets.setdefault(row, len(losses)) != len(losses):
+                raise RuntimeError(f"downstream {row}: seeds trained for different step counts")
+            models[row].append(model)
+    return DownstreamModels(models, budgets, init)
+
+
+@dataclass(frozen=True)
+class DownstreamResult:
+    downstream: Downstream
+    vs_sim_only: DownstreamVsSimOnly
+    per_slice: list[dict]
+
+
+def seed_average(per_seed: list[Statistic], seed_draws: np.ndarray) -> tuple[Statistic, float]:
+    """The mean over seeds and, per resample, the mean over that resample's drawn seeds; plus the std over seeds.
+
+    per_seed: one Statistic per seed on the same slice resamples (B,); seed_draws (B, n_seeds).
+    The std is the sample std (ddof 1) of the whole-test-set values, NaN for one seed.
+    """
+    values = np.array([s.value for s in per_seed])
+    resampled = np.take_along_axis(np.stack([s.resampled for s in per_seed], axis=1), seed_draws, axis=1)
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    return Statistic(float(np.nanmean(values)), np.nanmean(resampled, axis=1), per_seed[0].n), std
+
+
+def score_downstream(models: dict[str, list[torch.nn.Module]], real: torch.Tensor, real_labels: torch.Tensor,
+                     class_names: list[str], seeds: list[int], runtime: Runtime, draws: Resamples, bootstrap_seed: int,
+                     batch_size: int) -> DownstreamResult:
+    """Dice of every (row, seed) model on the real test slices, seed-averaged, with the gap closed and
+    paired differences to sim_only. models: {row: [model per seed]}, rows sim_only .. real_oracle."""
+    seed_draws = resample_indices(len(seeds), len(draws.slices), bootstrap_seed, stream=1)
+    rows, std, per_slice = {}, {}, []
+    for row, row_models in models.items():
+        per_seed = []
+        for seed, model in zip(seeds, row_models):
+            numerators, denominators = dice_counts(predict_labels(model, real, runtime, batch_size), real_labels,
+                                                   len(class_names))
+            per_seed.append(dice_statistics(numerators, denominators, class_names, draws.slices))
+            per_slice += slice_rows("downstream", row, dice_columns(numerators, denominators, class_names), seed)
+        averaged = {key: seed_average([s[key] for s in per_seed], seed_draws) for key in per_seed[0]}
+        rows[row] = {key: stat for key, (stat, _) in averaged.items()}
+        std[row] = {key: s for key, (_, s) in averaged.items()}
+    sim_only, oracle = rows["sim_only"]["mean_foreground"], rows["real_oracle"]["mean_foreground"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for row, stats in rows.items():
+            gain = stats["mean_foreground"] - sim_only
+            gap = abs(oracle.value - sim_only.value) > GAP_EPSILON
+            value = gain.value / (oracle.value - sim_only.value) if gap else float("nan")
+            stats["gap_closed_fraction"] = Statistic(value, gain.resampled / (oracle.resampled - sim_only.resampled),
+                                                     gain.n)
+    return DownstreamResult(
+        downstream=Downstream(**{row: {key: stat.estimate(std[row].get(key)) for key, stat in stats.items()}
+                                 for row, stats in rows.items()}),
+        vs_sim_only=DownstreamVsSimOnly(**{row: differences(rows[row], rows["sim_only"], DOWNSTREAM_VS_SIM_ONLY)
+                                           for row in rows if row != "sim_only"}),
+        per_slice=per_slice,
+    )
