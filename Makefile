@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test benchmark clean-outputs
+.PHONY: install run test test-deps benchmark
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,7 +17,21 @@ install: $(STAMP)
 run: $(STAMP)
 	PATH=$(VENV)/bin:$$PATH dvc repro
 
-test: $(STAMP)
+# Test dependencies outside the venv: Debian's chromium renders the report in tests/test_report.py.
+# Installed here when running as root; otherwise the reason is printed and those tests skip.
+test-deps:
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "test-deps: chromium found at $$(command -v chromium)"; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+		echo "test-deps: chromium is missing and installing it needs root and apt-get: the report browser tests will skip"; \
+	else \
+		echo "test-deps: installing Debian's chromium (apt-get)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
+		echo "test-deps: apt-get install chromium failed: the report browser tests will skip"; \
+	fi
+
+test: $(STAMP) test-deps
 	PATH=$(VENV)/bin:$$PATH $(PY) -m pytest -q
 
 benchmark: $(STAMP)
