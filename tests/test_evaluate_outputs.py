@@ -116,7 +116,9 @@ def test_every_estimate_has_an_ordered_interval_and_distances_carry_n(run):
 
 def test_headline_repeats_metrics_values(run):
     metrics, _, headline, _ = run
-    assert headline["sr"]["gan_model"]["psnr_db"] == metrics.sr.gan_model["psnr_db"].value
-    assert headline["sr"]["gan_model"]["psnr_db_ci95_high"] == metrics.sr.gan_model["psnr_db"].ci95_high
+    assert headline["sr"]["gan"]["psnr_db"] == metrics.sr.gan_model["psnr_db"].value
+    assert headline["sr"]["gan"]["psnr_db_ci95_high"] == metrics.sr.gan_model["psnr_db"].ci95_high
     vs = metrics.sim2real.downstream_vs_sim_only.translated_sim["mean_foreground"]
-    assert headline["sim2real"]["downstream_vs_sim_only"]["translated_sim"]["mean_foreground_better"] == vs.better
+    downstream = headline["s2r"]["downstream"]
+    assert downstream["translated_vs_sim_only_dice_better"] == vs.better
+    assert downstream["translated_dice_std"] == metrics.sim2real.downstream.translated_sim["mean_foreground"].std

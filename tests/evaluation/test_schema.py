@@ -90,8 +90,12 @@ def test_the_std_over_seeds_is_kept_and_a_bare_kid_std_is_not_accepted():
 def test_headline_holds_only_the_chosen_numbers_with_their_intervals():
     metrics = example()
     headline = json.loads(schema.headline(metrics))
-    gan = headline["sr"]["gan_model"]
+    gan = headline["sr"]["gan"]
     assert set(gan) == {f"{k}{s}" for k in ("psnr_db", "ssim", "swd") for s in ("", "_ci95_low", "_ci95_high")}
     assert gan["ssim"] == metrics.sr.gan_model["ssim"].value
     assert headline["sr"]["gan_vs_psnr_model"]["psnr_db_better"] == "indistinguishable"
     assert "naive" not in headline["sr"] and "protocol" not in headline
+    for key, path in schema.HEADLINE.items():  # every headline key points at a metric of the schema
+        row, metric = path.rsplit(".", 1)
+        assert metric in schema.expected_keys(metrics.protocol)[row], key
+    assert max(len(f"{key}_ci95_high") for key in schema.HEADLINE) <= 55, "dvc exp show columns stay readable"
