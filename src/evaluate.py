@@ -44,11 +44,9 @@ SIM2REAL = PREPARED / "sim2real"
 G_PSNR = Path("pipeline/train_sr/g_psnr.pt")
 G_GAN = Path("pipeline/train_sr/g_gan.pt")
 G_SIM2REAL = Path("pipeline/train_cyclegan/g_sim2real.pt")
-# fp32 everywhere: the metrics must not depend on whether the hardware has native bf16.
-AMP = False
 DESCRIPTION = (
     "Evaluate on the test split. Reads data/prepared/{sr,sim2real}/, pipeline/train_sr/{g_psnr,g_gan}.pt, "
-    "pipeline/train_cyclegan/g_sim2real.pt, pipeline/weights/ and params.yaml (seed, segmenter, evaluate). Trains "
+    "pipeline/train_cyclegan/g_sim2real.pt, pipeline/weights/ and params.yaml (seed, train.amp, segmenter, evaluate). Trains "
     "evaluate.downstream_seeds U-Nets per downstream row (sim only, translated sim, real oracle; the first oracle "
     "is the judge). Writes pipeline/evaluate/: metrics.json, headline.json, per_slice.csv, plots/*.json, examples/.")
 
@@ -63,7 +61,9 @@ def evaluate(params: Params) -> dict:
     started = time.perf_counter()
     ev, recipe = params.evaluate, params.segmenter
     seed_everything(params.seed)
-    runtime = make_runtime(ev.device, amp=AMP)
+    # Metrics in fp32: they must not depend on whether the hardware has native bf16. The downstream
+    # U-Nets are trained like every other network, under train.amp.
+    runtime, train_runtime = make_runtime(ev.device, amp=False), make_runtime(ev.device, params.train.amp)
     # Fail fast on a missing or mismatched model before minutes of segmenter training.
     sr_meta = load_meta(SR_DATA / "meta.json")
     scale, degradation = int(sr_meta["scale"]), sr_meta["degradation"]
@@ -94,7 +94,7 @@ def evaluate(params: Params) -> dict:
     trained = train_downstream({"sim_only": (train["sim"], train["sim_labels"]),
                                 "translated_sim": (translated_train, train["sim_labels"]),
                                 "real_oracle": (train["real"], train["real_labels"])},
-                               fresh_unet, recipe, ev.downstream_steps, seeds, runtime)
+                               fresh_unet, recipe, ev.downstream_steps, seeds, train_runtime)
     judge = trained.models["real_oracle"][0]  # the real oracle of the first seed, never used in any loss
 
     inception_file = weight_file(WEIGHTS_DIR, "inception_fid", use="FID/KID")
