@@ -1,4 +1,4 @@
-"""Read the weights manifest written by the `weights` stage (see src/weights.py).
+"""Read the weights manifest written by the `weights` stage (src/weights.py, src/weight_sources.py).
 
 Consumers never download: they ask for a network by name and get its file, or None with
 a loud warning, and then record the fallback they used under its own name.

@@ -1,4 +1,12 @@
-"""DVC stage `train_cyclegan`: sim-to-real CycleGAN with VGG content and semantic-consistency losses."""
+"""DVC stage `train_cyclegan`: sim-to-real CycleGAN with VGG content and semantic-consistency losses.
+
+Train the sim-to-real CycleGAN (g_sim2real, g_real2sim, d_real, d_sim). Reads
+data/prepared/sim2real/{train,val}.npz, pipeline/train_segmenter/segmenter.pt (frozen, semantic
+loss), pipeline/weights/ (VGG19) and params.yaml (seed, train.device/amp/resume/max_nan_retries,
+train.lambda_*, train.cyclegan). Writes pipeline/train_cyclegan/g_sim2real.pt, g_real2sim.pt,
+config.json, checkpoint/last.pt (full state for resume) and live/ (dvclive metrics, loss plots,
+sample grids).
+"""
 
 from __future__ import annotations
 
@@ -22,7 +30,7 @@ from src.training.cyclegan_step import (CycleGANBatch, CycleGANCritics, CycleGAN
 from src.training.gan_utils import ImagePool
 from src.training.inference import predict
 from src.training.loop import GeneratorState, LoopSettings
-from src.training.run import training_run, write_json
+from src.training.run import training_run
 from src.training.runtime import make_runtime, seed_everything
 from src.training.samples import difference_map, grid, overlay_labels
 from src.training.segmentation import dice_report, predict_labels
@@ -95,7 +103,9 @@ def train(params: Params) -> dict[str, float]:
             scheduler.step()
         return stats
 
-    with training_run(OUT, state, run_fingerprint, train_cfg.resume) as run:
+    resolved = {"seed": params.seed, "train": {k: v for k, v in as_dict(train_cfg).items() if k != "sr"},
+                "vgg_backbone": vgg_backbone, "segmenter": segmenter_meta}
+    with training_run(OUT, state, run_fingerprint, train_cfg.resume, resolved, runtime) as run:
         run.fit(step_fn, LoopSettings(total_steps=cfg.steps, log_every=cfg.log_every, sample_every=cfg.sample_every,
                                       checkpoint_every=cfg.checkpoint_every, max_nan_retries=train_cfg.max_nan_retries,
                                       desc="CycleGAN"), sample)
@@ -108,25 +118,11 @@ def train(params: Params) -> dict[str, float]:
         for name, images in (("segmenter_on_sim", val["sim"]), ("segmenter_on_fake_real", fake_real)):
             run.summary.update(dice_report(f"val/{name}", predict_labels(segmenter, images, runtime),
                                            val["sim_labels"], class_names))
-        scores = dict(run.summary)
-        run.summary.update(perceptual_backbone=vgg_backbone, device=str(runtime.device), bf16=runtime.amp)
-    write_json(OUT / "config.json", {"seed": params.seed, "train": {k: v for k, v in as_dict(train_cfg).items()
-                                                                    if k != "sr"},
-                                     "vgg_backbone": vgg_backbone, "segmenter": segmenter_meta,
-                                     "fingerprint": run_fingerprint})
-    return scores
-
-
-DESCRIPTION = (
-    "Train the sim-to-real CycleGAN (g_sim2real, g_real2sim, d_real, d_sim). Reads "
-    "data/prepared/sim2real/{train,val}.npz, pipeline/train_segmenter/segmenter.pt (frozen, semantic loss), "
-    "pipeline/weights/ (VGG19) and params.yaml (seed, train.device/amp/resume/max_nan_retries, train.lambda_*, "
-    "train.cyclegan). Writes pipeline/train_cyclegan/g_sim2real.pt, g_real2sim.pt, config.json, "
-    "checkpoint/last.pt (full state for resume) and live/ (dvclive metrics, loss plots, sample grids).")
+    return run.summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage("train_cyclegan", DESCRIPTION, train, argv)
+    return run_stage("train_cyclegan", __doc__, train, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,11 @@
-"""DVC stage `train_sr`: SRResNet (PSNR phase) then SRGAN (GAN phase) on prepared MRI slices."""
+"""DVC stage `train_sr`: SRResNet (PSNR phase) then SRGAN (GAN phase) on prepared MRI slices.
+
+Train the super-resolution models. Reads data/prepared/sr/{train,val}.npz and meta.json,
+pipeline/weights/ (VGG19 for the perceptual loss) and params.yaml (seed,
+train.device/amp/resume/max_nan_retries, train.sr). Writes pipeline/train_sr/g_psnr.pt (PSNR phase,
+EMA), g_gan.pt (GAN phase, EMA), config.json, checkpoint/last.pt (full state for resume) and live/
+(dvclive metrics, loss plots, sample grids LR | naive | PSNR model | GAN | HR).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ from src.training.batches import paired_crops
 from src.training.checkpoint import TrainState, save_weights
 from src.training.inference import predict
 from src.training.loop import GeneratorState, LoopSettings
-from src.training.run import training_run, write_json
+from src.training.run import training_run
 from src.training.runtime import make_runtime, seed_everything
 from src.training.samples import grid
 from src.training.sr_steps import (SRBatch, SRCritics, SRGanSettings, SRNets, SROptimizers, ema_decay_at, gan_step,
@@ -100,7 +107,9 @@ def train(params: Params) -> dict[str, float]:
         return LoopSettings(total_steps=total_steps, log_every=cfg.log_every, sample_every=cfg.sample_every,
                             checkpoint_every=cfg.checkpoint_every, max_nan_retries=train_cfg.max_nan_retries, desc=desc)
 
-    with training_run(OUT, state, run_fingerprint, train_cfg.resume) as run:
+    resolved = {"seed": params.seed, "train": {k: v for k, v in as_dict(train_cfg).items() if k != "cyclegan"},
+                "data_meta": meta, "vgg_backbone": vgg_backbone}
+    with training_run(OUT, state, run_fingerprint, train_cfg.resume, resolved, runtime) as run:
         if state.phase == "psnr":
             run.fit(psnr_phase_step, loop(cfg.psnr_steps, "SR psnr phase"), sample)
             g_psnr.load_state_dict(nets.g_ema.state_dict())
@@ -116,24 +125,11 @@ def train(params: Params) -> dict[str, float]:
         for name, sr_img in (("naive", val["naive"]), ("psnr_model", predict(g_psnr, val["lr"], runtime)),
                              ("gan_model", predict(nets.g_ema, val["lr"], runtime))):
             run.summary.update(validation_scores(name, sr_img, val["hr"], scale))
-        scores = dict(run.summary)
-        run.summary.update(perceptual_backbone=vgg_backbone, device=str(runtime.device), bf16=runtime.amp)
-    write_json(OUT / "config.json", {"seed": params.seed, "train": {k: v for k, v in as_dict(train_cfg).items()
-                                                                    if k != "cyclegan"},
-                                     "data_meta": meta, "vgg_backbone": vgg_backbone, "fingerprint": run_fingerprint})
-    return scores
-
-
-DESCRIPTION = (
-    "Train the super-resolution models. Reads data/prepared/sr/{train,val}.npz and meta.json, pipeline/weights/ "
-    "(VGG19 for the perceptual loss) and params.yaml (seed, train.device/amp/resume/max_nan_retries, train.sr). "
-    "Writes pipeline/train_sr/g_psnr.pt (PSNR phase, EMA), g_gan.pt (GAN phase, EMA), config.json, "
-    "checkpoint/last.pt (full state for resume) and live/ (dvclive metrics, loss plots, sample grids "
-    "LR | naive | PSNR model | GAN | HR).")
+    return run.summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage("train_sr", DESCRIPTION, train, argv)
+    return run_stage("train_sr", __doc__, train, argv)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from torchvision.models import resnet18
 
 from src import weights
 from src.pretrained import read_manifest, weight_file
-from src.weights import CHECKS, WeightSpec, copy_into, resolve, weight_specs, write_manifest
+from src.weight_sources import CHECKS, WeightSpec, copy_into, resolve, weight_specs, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = {"vgg19", "inception_fid", "resnet18"}

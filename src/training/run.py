@@ -2,7 +2,8 @@
 
 Both GAN stages run the same way: build the state, open a `training_run`, `fit` one or
 more phases, put validation numbers in `run.summary`; on leaving, the summary is written
-with the last trained step (dvclive's resume moves its step one past the last logged one).
+with the last trained step (dvclive's resume moves its step one past the last logged one)
+and the resolved config beside it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dvclive import Live
 
 from src.training.checkpoint import TrainState
 from src.training.loop import LoopSettings, SampleFn, StepFn, fit, trim_metrics, try_resume
+from src.training.runtime import Runtime
 
 
 @dataclass
@@ -32,8 +34,14 @@ class TrainingRun:
 
 
 @contextmanager
-def training_run(out: Path, state: TrainState, fingerprint: str, resume: bool) -> Iterator[TrainingRun]:
-    """Resume `state` from `out/checkpoint/last.pt` when allowed and its fingerprint matches; log to `out/live`."""
+def training_run(out: Path, state: TrainState, fingerprint: str, resume: bool, resolved: dict,
+                 runtime: Runtime) -> Iterator[TrainingRun]:
+    """Resume `state` from `out/checkpoint/last.pt` when allowed and its fingerprint matches; log to `out/live`.
+
+    On success the dvclive summary holds `run.summary` plus what the numbers depend on
+    (perceptual backbone, device, bf16), and `resolved` (the params and backbones the run
+    used) is written to `out/config.json` with the fingerprint, beside the outputs it explains.
+    """
     checkpoint_path = out / "checkpoint" / "last.pt"
     resumed = try_resume(state, checkpoint_path, fingerprint, resume)
     live_dir = out / "live"
@@ -42,10 +50,13 @@ def training_run(out: Path, state: TrainState, fingerprint: str, resume: bool) -
             trim_metrics(live_dir, state.step)
         run = TrainingRun(state, live, checkpoint_path, fingerprint)
         yield run
-        for key, value in run.summary.items():
+        context = {"perceptual_backbone": resolved.get("vgg_backbone", "unused"), "device": str(runtime.device),
+                   "bf16": runtime.amp}
+        for key, value in {**run.summary, **context}.items():
             live.summary[key] = value
         live.step = state.step - 1
         live.make_summary()
+    write_json(out / "config.json", {**resolved, "fingerprint": fingerprint})
 
 
 def write_json(path: Path, obj: dict) -> None:
