@@ -31,43 +31,36 @@ def read_json(path: str) -> dict | None:
 
 
 def quality() -> list[dict]:
-    """Targets against the last run's numbers; None where the run has not happened."""
+    """Targets against the last run's numbers (pipeline/evaluate/metrics.json, schema src/evaluation/schema.py),
+    each with its 95 % bootstrap interval; None where the run has not happened."""
     ev = read_json("pipeline/evaluate/metrics.json") or {}
-    sr_val = read_json("pipeline/train_sr/live/metrics.json") or {}
     seg = read_json("pipeline/train_segmenter/metrics.json") or {}
     sr, s2r = ev.get("sr", {}), ev.get("sim2real", {})
     rows = []
 
-    def row(name, value, target, ok):
-        rows.append({"check": name, "value": value, "target": target, "pass": ok if value is not None else None})
+    def row(name: str, section: dict, key: str, target: str, ok) -> None:
+        if not section:
+            return
+        value, low, high = (section[f"{key}{suffix}"] for suffix in ("", "_ci95_low", "_ci95_high"))
+        rows.append({"check": name, "value": round(value, 4), "ci95": [round(low, 4), round(high, 4)],
+                     "target": target, "pass": bool(ok(value, low, high))})
 
-    naive, psnr_m, gan_m = (sr.get(k, {}) for k in ("naive", "psnr_model", "gan_model"))
-    if naive and psnr_m:
-        gain = psnr_m["psnr_db"] - naive["psnr_db"]
-        row("SR test PSNR gain of PSNR model over naive (dB)", round(gain, 2), ">= 1.0", gain >= 1.0)
-    if "val/psnr_db/naive" in sr_val:  # dvclive keeps summary keys flat
-        gain = sr_val["val/psnr_db/psnr_model"] - sr_val["val/psnr_db/naive"]
-        row("SR val PSNR gain of PSNR model over naive (dB)", round(gain, 2), ">= 1.0", gain >= 1.0)
-    if psnr_m and gan_m:
-        row("SR GAN SWD below PSNR model's (closer to HR texture)", round(gan_m["swd"], 2),
-            f"< {psnr_m['swd']:.2f}", gan_m["swd"] < psnr_m["swd"])
-    realism = s2r.get("realism", {})
-    if realism:
-        raw, translated = realism["raw_sim"]["swd"], realism["translated_sim"]["swd"]
-        row("sim2real SWD to real: translated below raw sim", round(translated, 2), f"< {raw:.2f}", translated < raw)
-    content = s2r.get("content", {})
-    if content:
-        raw = content["judge_on_raw_sim"]["mean_foreground"]
-        translated = content["judge_on_translated_sim"]["mean_foreground"]
-        row("judge Dice on translated sim (content kept)", round(translated, 3), f">= raw sim's {raw:.3f} - 0.05",
-            translated >= raw - 0.05)
-    down = s2r.get("downstream", {})
-    if down:
-        frac = down["gap_closed_fraction"]
-        row("downstream: fraction of sim->real gap closed", round(frac, 3), "> 0", frac > 0)
+    row("SR: PSNR model - naive, test PSNR (dB)", sr.get("psnr_model_vs_naive"), "psnr_db",
+        ">= 3.0 (issue 11)", lambda v, lo, hi: v >= 3.0 and lo > 0)
+    row("SR: GAN - PSNR model, test SWD (lower = closer to HR)", sr.get("gan_vs_psnr_model"), "swd",
+        "< 0, interval clear of 0", lambda v, lo, hi: hi < 0)
+    row("SR: GAN - PSNR model, test PSNR (dB)", sr.get("gan_vs_psnr_model"), "psnr_db",
+        ">= -1.0 (GAN keeps fidelity)", lambda v, lo, hi: lo >= -1.0)
+    row("sim2real: translated - raw sim, SWD to real", s2r.get("translated_vs_raw_sim"), "swd",
+        "< 0, interval clear of 0", lambda v, lo, hi: hi < 0)
+    row("sim2real: translated - raw sim, judge Dice (content)", s2r.get("translated_vs_raw_sim"),
+        "judge_dice_mean_foreground", ">= -0.03", lambda v, lo, hi: lo >= -0.03)
+    row("sim2real: downstream gap closed by translated sim", s2r.get("downstream", {}).get("translated_sim"),
+        "gap_closed_fraction", ">= 0.75, interval > 0 (issue 9)", lambda v, lo, hi: v >= 0.75 and lo > 0)
     if seg:
-        row("segmenter val Dice on sim (mean foreground)", round(seg["val_sim/dice/mean_foreground"], 3), ">= 0.7",
-            seg["val_sim/dice/mean_foreground"] >= 0.7)
+        dice = seg["val_sim/dice/mean_foreground"]
+        rows.append({"check": "segmenter val Dice on sim (mean foreground)", "value": round(dice, 3), "ci95": None,
+                     "target": ">= 0.7", "pass": dice >= 0.7})
     return rows
 
 
@@ -107,10 +100,11 @@ def main() -> None:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
     print_speed(results.get("speed", {}))
-    print(f"\n{'quality check':<58} {'value':>12}  target")
+    print(f"\n{'quality check':<58} {'value [95 % interval]':>28}  target")
     for r in results["quality"]:
         mark = {True: "ok", False: "MISS", None: "n/a"}[r["pass"]]
-        print(f"{r['check'][:58]:<58} {str(r['value']):>12}  {r['target']}  [{mark}]")
+        value = f"{r['value']:.4g}" + (f" [{r['ci95'][0]:.4g}, {r['ci95'][1]:.4g}]" if r["ci95"] else "")
+        print(f"{r['check'][:58]:<58} {value:>28}  {r['target']}  [{mark}]")
     print(f"\nwrote {RESULTS}")
 
 
