@@ -1,7 +1,9 @@
-"""Write a stage's output folder completely or not at all: stage it next to the target, then swap it in."""
+"""Write a stage's outputs completely or not at all: a folder staged next to its target and swapped in, a file
+written beside its target and renamed over it."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -50,3 +52,20 @@ def staged_dir(final: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write `text` to a hidden file beside `path` and rename it over `path`: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj: object) -> None:
+    """`obj` as indented JSON, written atomically (see `write_text`)."""
+    write_text(path, json.dumps(obj, indent=2) + "\n")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from src.atomic import staged_dir
+from src.atomic import staged_dir, write_text
 from src.config import Params
 from src.data.prepared import PREPARED, load_meta, load_split
 from src.evaluation import per_slice, plots, schema
@@ -49,12 +49,6 @@ DESCRIPTION = (
     "pipeline/train_cyclegan/g_sim2real.pt, pipeline/weights/ and params.yaml (seed, train.amp, segmenter, evaluate). Trains "
     "evaluate.downstream_seeds U-Nets per downstream row (sim only, translated sim, real oracle; the first oracle "
     "is the judge). Writes pipeline/evaluate/: metrics.json, headline.json, per_slice.csv, plots/*.json, examples/.")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def evaluate(params: Params) -> dict:
@@ -137,7 +131,7 @@ def evaluate(params: Params) -> dict:
                "headline.json": schema.headline(metrics), "metrics.json": schema.to_json(metrics)}
     (OUT / "plots").mkdir(exist_ok=True)
     for name, text in outputs.items():
-        write_atomic(OUT / name, text)
+        write_text(OUT / name, text)
     return {"wall_time_s": metrics.wall_time_s}
 
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from src.atomic import staged_dir
+from src.atomic import staged_dir, write_json
 from src.config import ConfigError, Params
 from src.data.io import DataError
 from src.data.manifest import manifest
 from src.data.preview import write_preview
-from src.data.sets import not_written_meta, save_json, save_sets, sim2real_meta, sim2real_sets, sr_meta, sr_sets
+from src.data.sets import not_written_meta, save_sets, sim2real_meta, sim2real_sets, sr_meta, sr_sets
 from src.data.splits import SplitError
 from src.data.stacks import split_volumes
 from src.data.volumes import read_folder, read_mni152
@@ -72,7 +72,7 @@ def prepare(params: Params) -> dict:
         write_preview(preview_dir / "preview.png", sr["test"], s2r["test"] if s2r else None, data)
         record = {**manifest(data, seed, inputs, volumes, splits, sim_splits, sr, s2r, NO_LABELS),
                   "wall_time_s": round(time.perf_counter() - start, 2)}
-    save_json(OUT_DIR / "manifest.json", record)  # last: it records a run whose outputs are all in place
+    write_json(OUT_DIR / "manifest.json", record)  # last: it records a run whose outputs are all in place
     return {"volumes": len(volumes), "split": splits["mode"], "sr": sr_info["counts"],
             "sim2real": s2r_info["counts"] if s2r else f"NOT written: {NO_LABELS}"}
 

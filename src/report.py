@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from src.atomic import write_text
 from src.config import Params, as_dict
 from src.evaluation import schema
 from src.reporting import inputs
@@ -61,13 +62,7 @@ def build_page(params: Params) -> str:
 
 def write_report(params: Params) -> str:
     page = build_page(params)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OUT.with_name(f".{OUT.name}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(OUT)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text(OUT, page)
     return f"wrote {OUT} ({len(page.encode()) / 1e6:.1f} MB)"
 
 

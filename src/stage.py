@@ -17,17 +17,19 @@ from src.config import ConfigError, Params, load_params
 
 log = logging.getLogger("stage")
 
-# Failures a user can act on: each carries a message naming the file, key or stage.
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, ValueError, OSError, RuntimeError)
+# Failures a user can act on: each carries a message naming the file, key or stage. Anything
+# else (a shape mismatch, an out-of-memory error, a bug) keeps its traceback.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, ValueError)
 
 
 def run_stage(name: str, description: str, recipe: Callable[[Params], Any], argv: list[str] | None = None,
-              reads_params: bool = True) -> int:
+              reads_params: bool = True, expected: tuple[type[BaseException], ...] = ()) -> int:
     """Parse argv, load params, run `recipe(params)`; return the process exit code.
 
     `name` is the stage (`python -m src.<name>`); `recipe`'s return value, a dict of
     summary numbers or a short string, is logged. `reads_params=False` for stages that
-    take no params (then `recipe` gets None).
+    take no params (then `recipe` gets None). `expected`: the stage's own user-facing
+    errors besides EXPECTED_ERRORS (e.g. a training run that diverged).
     """
     parser = argparse.ArgumentParser(prog=f"python -m src.{name}", description=description)
     if reads_params:
@@ -36,7 +38,7 @@ def run_stage(name: str, description: str, recipe: Callable[[Params], Any], argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         summary = recipe(load_params(args.params) if reads_params else None)
-    except EXPECTED_ERRORS as err:
+    except (*EXPECTED_ERRORS, *expected) as err:
         print(f"error: {name}: {err}", file=sys.stderr)
         return 1
     if isinstance(summary, dict):

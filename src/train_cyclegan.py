@@ -4,8 +4,8 @@ Train the sim-to-real CycleGAN (g_sim2real, g_real2sim, d_real, d_sim). Reads
 data/prepared/sim2real/{train,val}.npz, pipeline/train_segmenter/segmenter.pt (frozen, semantic
 loss), pipeline/weights/ (VGG19) and params.yaml (seed, train.device/amp/resume/max_nan_retries,
 train.lambda_*, train.cyclegan). Writes pipeline/train_cyclegan/g_sim2real.pt, g_real2sim.pt,
-config.json, checkpoint/last.pt (full state for resume) and live/ (dvclive metrics, loss plots,
-sample grids).
+config.json, checkpoint/last.pt (full state for resume) and live/ (dvclive metrics.json summary,
+loss plots, sample grids).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from src.training.cyclegan_step import (CycleGANBatch, CycleGANCritics, CycleGAN
                                         CycleGANSettings, cyclegan_step)
 from src.training.gan_utils import ImagePool
 from src.training.inference import predict
-from src.training.loop import GeneratorState, LoopSettings
+from src.training.loop import GeneratorState, LoopSettings, NonFiniteLossError
 from src.training.run import training_run
 from src.training.runtime import make_runtime, seed_everything
 from src.training.samples import difference_map, grid, overlay_labels
@@ -84,7 +84,8 @@ def train(params: Params) -> dict[str, float]:
     run_fingerprint = fingerprint({k: v for k, v in as_dict(cfg).items() if k not in NOT_FINGERPRINTED},
                                   {k: getattr(train_cfg, k) for k in ("lambda_adv", "lambda_cycle", "lambda_identity",
                                                                       "lambda_percep", "lambda_semantic")},
-                                  params.seed, sha256(SIM2REAL / "train.npz"), sha256(SEGMENTER_FILE), vgg_backbone)
+                                  params.seed, sha256(SIM2REAL / "train.npz"), sha256(SEGMENTER_FILE), vgg_backbone,
+                                  runtime.amp, runtime.device.type)  # a change of precision or device starts fresh
 
     def sample():
         sim, real = val["sim"][:4], val["real"][:4]
@@ -114,15 +115,15 @@ def train(params: Params) -> dict[str, float]:
         save_weights(OUT / "g_sim2real.pt", nets.g_sim2real, {**meta, "direction": "sim2real"})
         save_weights(OUT / "g_real2sim.pt", nets.g_real2sim, {**meta, "direction": "real2sim"})
         # Content check on validation slices: does the frozen segmenter still find the sim labels?
-        fake_real = predict(nets.g_sim2real, val["sim"], runtime)
+        fake_real = predict(nets.g_sim2real, val["sim"], runtime.fp32())
         for name, images in (("segmenter_on_sim", val["sim"]), ("segmenter_on_fake_real", fake_real)):
-            run.summary.update(dice_report(f"val/{name}", predict_labels(segmenter, images, runtime),
+            run.summary.update(dice_report(f"val/{name}", predict_labels(segmenter, images, runtime.fp32()),
                                            val["sim_labels"], class_names))
     return run.summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage("train_cyclegan", __doc__, train, argv)
+    return run_stage("train_cyclegan", __doc__, train, argv, expected=(NonFiniteLossError,))
 
 
 if __name__ == "__main__":

@@ -6,13 +6,13 @@ import sys
 import time
 from pathlib import Path
 
+from src.atomic import write_json
 from src.config import Params, as_dict
 from src.data.prepared import PREPARED, load_meta, load_split
 from src.models.segmenter import build_unet
 from src.pretrained import weight_file
 from src.stage import run_stage
 from src.training.checkpoint import save_weights
-from src.training.run import write_json
 from src.training.runtime import make_runtime, seed_everything
 from src.training.segmentation import dice_report, fit_segmenter, predict_labels
 
@@ -45,8 +45,9 @@ def train(params: Params) -> dict:
                            desc="segmenter (sim)")
 
     metrics = {"encoder_weights": encoder_weights, "train/final_loss": sum(losses[-20:]) / len(losses[-20:])}
-    metrics.update(dice_report("val_sim", predict_labels(model, val_data["sim"], runtime), val_data["sim_labels"], class_names))
-    metrics.update(dice_report("val_real", predict_labels(model, val_data["real"], runtime), val_data["real_labels"], class_names))
+    for split, domain in (("val_sim", "sim"), ("val_real", "real")):  # in fp32: independent of the CPU's bf16
+        metrics.update(dice_report(split, predict_labels(model, val_data[domain], runtime.fp32()),
+                                   val_data[f"{domain}_labels"], class_names))
     metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
 
     save_weights(OUT / "segmenter.pt", model, {**segmenter_meta(params, len(class_names), encoder_weights),

@@ -4,7 +4,7 @@ Train the super-resolution models. Reads data/prepared/sr/{train,val}.npz and me
 pipeline/weights/ (VGG19 for the perceptual loss) and params.yaml (seed,
 train.device/amp/resume/max_nan_retries, train.sr). Writes pipeline/train_sr/g_psnr.pt (PSNR phase,
 EMA), g_gan.pt (GAN phase, EMA), config.json, checkpoint/last.pt (full state for resume) and live/
-(dvclive metrics, loss plots, sample grids LR | naive | PSNR model | GAN | HR).
+(dvclive metrics.json summary, loss plots, sample grids LR | naive | PSNR model | GAN | HR).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from src.stage import run_stage
 from src.training.batches import paired_crops
 from src.training.checkpoint import TrainState, save_weights
 from src.training.inference import predict
-from src.training.loop import GeneratorState, LoopSettings
+from src.training.loop import GeneratorState, LoopSettings, NonFiniteLossError
 from src.training.run import training_run
 from src.training.runtime import make_runtime, seed_everything
 from src.training.samples import grid
@@ -78,7 +78,8 @@ def train(params: Params) -> dict[str, float]:
                        optimizers={"g_psnr": opt_psnr, "g_gan": optimizers.g, "d": optimizers.d},
                        schedulers={"g_psnr": sched_psnr}, extras={"batches": GeneratorState(batches)}, phase="psnr")
     run_fingerprint = fingerprint({k: v for k, v in as_dict(cfg).items() if k not in NOT_FINGERPRINTED},
-                                  params.seed, sha256(SR_DATA / "train.npz"), vgg_backbone,
+                                  params.seed, sha256(SR_DATA / "train.npz"), vgg_backbone, runtime.amp,
+                                  runtime.device.type,  # a change of precision or device starts fresh
                                   sorted(state.modules))  # the checkpoint layout: another layout starts fresh
 
     def sample():
@@ -122,14 +123,14 @@ def train(params: Params) -> dict[str, float]:
         save_weights(OUT / "g_psnr.pt", g_psnr, {**model_meta, "phase": "psnr", "steps": cfg.psnr_steps})
         save_weights(OUT / "g_gan.pt", nets.g_ema, {**model_meta, "phase": "gan", "vgg_backbone": vgg_backbone,
                                                      "steps": cfg.psnr_steps + cfg.gan_steps})
-        for name, sr_img in (("naive", val["naive"]), ("psnr_model", predict(g_psnr, val["lr"], runtime)),
-                             ("gan_model", predict(nets.g_ema, val["lr"], runtime))):
+        for name, sr_img in (("naive", val["naive"]), ("psnr_model", predict(g_psnr, val["lr"], runtime.fp32())),
+                             ("gan_model", predict(nets.g_ema, val["lr"], runtime.fp32()))):
             run.summary.update(validation_scores(name, sr_img, val["hr"], scale))
     return run.summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage("train_sr", __doc__, train, argv)
+    return run_stage("train_sr", __doc__, train, argv, expected=(NonFiniteLossError,))
 
 
 if __name__ == "__main__":

@@ -107,6 +107,12 @@ def test_changed_params_start_fresh_and_resume_false_forces_it(tmp_path):
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     out = finish(run_stage(root))
     assert "starting fresh" in out and "resuming from" not in out
+    # A change of precision is a different run too: bf16 weights must not be handed out as an fp32 run's.
+    for amp in (False, True):  # explicit values: what `auto` resolves to depends on the CPU
+        params["train"]["amp"] = amp
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        out = finish(run_stage(root))
+    assert "starting fresh" in out and "resuming from" not in out
     params["train"]["resume"] = False
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     out = finish(run_stage(root))

@@ -14,12 +14,12 @@ background exactly -1:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from src.atomic import write_json
 from src.config import DataConfig, as_dict
 from src.data import mr_simulator
 from src.data.degrade import degrade, naive_upsample
@@ -121,15 +121,8 @@ def describe(sets: Sets) -> dict:
             for split, arrays in sets.items()}
 
 
-def save_json(path: Path, obj: dict) -> None:
-    """Indented JSON, written to a hidden file beside `path` and renamed over it: never half a file."""
-    tmp = path.with_name(f".{path.name}-tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
-
-
 def save_sets(folder: Path, sets: Sets | None, meta: dict) -> None:
     """<split>.npz for each split of `sets` (none when None) and meta.json, into the existing `folder`."""
     for split, arrays in (sets or {}).items():
         np.savez(folder / f"{split}.npz", **arrays)
-    save_json(folder / "meta.json", meta)
+    write_json(folder / "meta.json", meta)

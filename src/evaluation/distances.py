@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from src.config import EvaluateConfig
 from src.evaluation.intervals import Resamples, Statistic
 from src.evaluation.schema import distance_keys
-from src.metrics.distribution import (frechet_distance, kernel_distance, resampled_frechet_distances,
-                                      resampled_kernel_distances, resampled_sliced_wasserstein,
-                                      sliced_wasserstein_distance)
+from src.metrics.distribution import (kernel_distance, resampled_frechet_distances, resampled_kernel_distances,
+                                      resampled_sliced_wasserstein)
 from src.metrics.features import extract_features
 from src.training.runtime import Runtime
 
@@ -40,19 +40,22 @@ class DistanceMetrics:
         sets = {name: images.clamp(-1, 1) for name, images in sets.items()}
         reference = reference.clamp(-1, 1)
         reference_features = self.features(reference)
-        swd_resampled = resampled_sliced_wasserstein(sets, reference, draws.sets, **self.swd_args)
+        # Row 0 is the identity resample: the SWD and FD estimates come from the same computation
+        # as their resamples (the whole-set SWD is not recomputed, and FD shares the Gram-matrix route).
+        rows = np.concatenate([np.arange(len(reference))[None], draws.sets])
+        swd = resampled_sliced_wasserstein(sets, reference, rows, **self.swd_args)
         out = {}
         for name, images in sets.items():
             features = self.features(images)
+            # KID keeps its subset estimator (Binkowski et al.), which equals the whole-set value when
+            # n <= kid_subset_size, as on the demo's 14 slices.
             kid, _ = kernel_distance(features, reference_features, self.settings.kid_subsets,
                                      self.settings.kid_subset_size, self.seed)
+            fd = resampled_frechet_distances(features, reference_features, rows)
             out[name] = {
-                "swd": Statistic(sliced_wasserstein_distance(images, reference, **self.swd_args)["mean"],
-                                 swd_resampled[name], len(images), set_level=True),
+                "swd": Statistic(float(swd[name][0]), swd[name][1:], len(images), set_level=True),
                 kid_key: Statistic(kid, resampled_kernel_distances(features, reference_features, draws.sets),
                                    len(images), set_level=True),
-                fd_key: Statistic(frechet_distance(features, reference_features),
-                                  resampled_frechet_distances(features, reference_features, draws.sets),
-                                  len(images), set_level=True),
+                fd_key: Statistic(float(fd[0]), fd[1:], len(images), set_level=True),
             }
         return out

@@ -101,8 +101,9 @@ def score_downstream(models: dict[str, list[torch.nn.Module]], real: torch.Tenso
             gain = stats["mean_foreground"] - sim_only
             gap = abs(oracle.value - sim_only.value) > GAP_EPSILON
             value = gain.value / (oracle.value - sim_only.value) if gap else float("nan")
-            stats["gap_closed_fraction"] = Statistic(value, gain.resampled / (oracle.resampled - sim_only.resampled),
-                                                     gain.n)
+            gaps = oracle.resampled - sim_only.resampled
+            resampled = np.where(np.abs(gaps) > GAP_EPSILON, gain.resampled / gaps, np.nan)
+            stats["gap_closed_fraction"] = Statistic(value, resampled, gain.n)
     return DownstreamResult(
         downstream=Downstream(**{row: {key: stat.estimate(std[row].get(key)) for key, stat in stats.items()}
                                  for row, stats in rows.items()}),

@@ -27,10 +27,6 @@ class Resamples:
         indices = resample_indices(n, max(resamples, set_resamples), seed)
         return cls(indices[:resamples], indices[:set_resamples])
 
-    @property
-    def n(self) -> int:
-        return self.slices.shape[1]
-
 
 @dataclass(frozen=True)
 class Statistic:

@@ -17,12 +17,12 @@ a test holds them together.
 from __future__ import annotations
 
 from dataclasses import InitVar, dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.config import GanLoss
 from src.losses.adversarial import D_LOSSES, G_LOSSES
 from src.losses.semantic import pseudo_labels, semantic_ce
 from src.training.gan_utils import ImagePool, discriminate, discriminate_pair, frozen, real_sign
@@ -38,7 +38,7 @@ class CycleGANSettings:
     lambda_identity: float
     lambda_percep: float
     lambda_semantic: float
-    gan_loss: Literal["nonsaturating", "lsgan", "hinge"]
+    gan_loss: GanLoss
     policy: str              # DiffAugment policy, "" = none
 
 

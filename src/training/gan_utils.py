@@ -43,6 +43,9 @@ def discriminate_pair(d: nn.Module, real: torch.Tensor, fake: torch.Tensor, poli
     concatenation, which equals scoring each part. One difference from two calls: a
     spectrally normalised D runs its power iteration once, not twice.
     """
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in d.modules()):
+        raise ValueError("discriminate_pair: D has batch normalisation, so scoring [real, fake] together would mix "
+                         "their statistics; call discriminate twice")
     augmented = torch.cat([_augment(real, policy, instance_noise_std), _augment(fake, policy, instance_noise_std)])
     return d(augmented).split([real.shape[0], fake.shape[0]])
 

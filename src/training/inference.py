@@ -13,7 +13,8 @@ from src.training.runtime import Runtime
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, runtime: Runtime, batch_size: int = 16,
             postprocess: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """Run `model` in eval mode over `images` (N, C, H, W) in batches; outputs on CPU, float32.
+    """Run `model` in eval mode over `images` (N, C, H, W) in batches; outputs on CPU (float32, or what
+    `postprocess` returns).
 
     `postprocess` maps each batch's raw output before it leaves the device (e.g. argmax
     for a segmenter). The model's train/eval mode is restored afterwards, so a sample grid

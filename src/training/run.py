@@ -8,7 +8,6 @@ and the resolved config beside it.
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Iterator
 
 from dvclive import Live
 
+from src.atomic import write_json
 from src.training.checkpoint import TrainState
 from src.training.loop import LoopSettings, SampleFn, StepFn, fit, trim_metrics, try_resume
 from src.training.runtime import Runtime
@@ -57,11 +57,3 @@ def training_run(out: Path, state: TrainState, fingerprint: str, resume: bool, r
         live.step = state.step - 1
         live.make_summary()
     write_json(out / "config.json", {**resolved, "fingerprint": fingerprint})
-
-
-def write_json(path: Path, obj: dict) -> None:
-    """Write `obj` as indented JSON through a temporary file, so a reader never sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)

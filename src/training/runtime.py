@@ -18,13 +18,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
+
+from src.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,10 @@ class Runtime:
         if self.amp and enabled:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def fp32(self) -> Runtime:
+        """This runtime without autocast: for validation numbers, which must not depend on the CPU's bf16."""
+        return replace(self, amp=False)
 
     def place(self, net: nn.Module) -> nn.Module:
         """Move a network to the device; its weights stay fp32 (autocast casts per op)."""
@@ -88,7 +94,7 @@ def use_bf16(amp: AmpChoice, device_type: str, flags: frozenset[str], cuda_bf16:
 def make_runtime(device: Literal["auto", "cpu", "cuda"], amp: AmpChoice) -> Runtime:
     """`device`: auto | cpu | cuda; `amp`: auto | true | false (see `use_bf16`). Logs the choice."""
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device: 'cuda' requested but no CUDA device is available")
+        raise ConfigError("train.device: 'cuda' requested but no CUDA device is available")
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         torch.backends.cudnn.benchmark = True

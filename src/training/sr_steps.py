@@ -7,12 +7,12 @@ returns a stats dict; scheduling, logging and checkpoints live in `loop.fit`.
 from __future__ import annotations
 
 from dataclasses import InitVar, dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.config import GanLoss
 from src.losses.adversarial import D_LOSSES, G_LOSSES, r1_penalty
 from src.training.gan_utils import discriminate, discriminate_pair, ema_update, frozen, real_sign
 from src.training.runtime import Runtime
@@ -22,7 +22,7 @@ from src.training.runtime import Runtime
 class SRGanSettings:
     """The `train.sr` loss weights (0 skips a term's computation) and loss choices of the GAN phase."""
 
-    gan_loss: Literal["nonsaturating", "lsgan", "hinge"]
+    gan_loss: GanLoss
     policy: str                 # DiffAugment policy, "" = none
     lambda_pixel: float
     lambda_percep: float
