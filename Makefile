@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-deps benchmark
+.PHONY: install run test test-deps benchmark exp metrics
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -36,3 +36,11 @@ test: $(STAMP) test-deps
 
 benchmark: $(STAMP)
 	PATH=$(VENV)/bin:$$PATH $(PY) -m benchmarks.run
+
+# The pipeline's own commands with the venv on PATH (dvc runs `python -m src.<stage>`):
+#   make exp ARGS='-S train.lambda_cycle=10'     make metrics
+exp: $(STAMP)
+	PATH=$(VENV)/bin:$$PATH dvc exp run $(ARGS)
+
+metrics: $(STAMP)
+	PATH=$(VENV)/bin:$$PATH dvc exp show --only-changed --md
