@@ -7,6 +7,7 @@ this loop only schedules it, so both families resume, log and recover the same w
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 from collections import defaultdict
@@ -65,7 +66,21 @@ def scale_learning_rates(state: TrainState, factor: float) -> None:
 
 
 def trim_metrics(live_dir: Path, first_dropped_step: int) -> None:
-    """Drop logged rows at or after `first_dropped_step` (they are re-run after a resume)."""
+    """Drop logged rows at or after `first_dropped_step` (they are re-run after a resume).
+
+    A kill -9 can land while dvclive is writing: its summary (`metrics.json`, rewritten at
+    every log step, not atomically) may be empty or cut, and a TSV may end in half a row.
+    dvclive's own resume would die on the summary with a bare JSONDecodeError, so a cut
+    summary is removed (the next log step rewrites it) and cut rows are dropped.
+    """
+    summary = live_dir / "metrics.json"
+    if summary.exists():
+        try:
+            json.loads(summary.read_text())
+        except ValueError:
+            log.warning("%s was cut short by an interrupted write; dropping it (rewritten at the next log step)",
+                        summary)
+            summary.unlink()
     for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
         with open(tsv, newline="") as f:
             rows = list(csv.reader(f, delimiter="\t"))
@@ -73,9 +88,20 @@ def trim_metrics(live_dir: Path, first_dropped_step: int) -> None:
             continue
         header, body = rows[0], rows[1:]
         step_col = header.index("step")
-        kept = [r for r in body if int(r[step_col]) < first_dropped_step]
+        kept = [r for r in body if _whole_row(r, len(header)) and int(r[step_col]) < first_dropped_step]
         with open(tsv, "w", newline="") as f:
             csv.writer(f, delimiter="\t", lineterminator="\n").writerows([header, *kept])
+
+
+def _whole_row(row: list[str], width: int) -> bool:
+    """A row every column of which was written and parses as a number."""
+    if len(row) != width:
+        return False
+    try:
+        [float(cell) for cell in row]
+    except ValueError:
+        return False
+    return True
 
 
 def try_resume(state: TrainState, checkpoint_path: Path, fingerprint: str, resume: bool) -> bool:

@@ -45,9 +45,9 @@ def training_run(out: Path, state: TrainState, fingerprint: str, resume: bool, r
     checkpoint_path = out / "checkpoint" / "last.pt"
     resumed = try_resume(state, checkpoint_path, fingerprint, resume)
     live_dir = out / "live"
+    if resumed:  # before dvclive reads its summary back
+        trim_metrics(live_dir, state.step)
     with Live(str(live_dir), dvcyaml=False, resume=resumed, save_dvc_exp=False) as live:
-        if resumed:
-            trim_metrics(live_dir, state.step)
         run = TrainingRun(state, live, checkpoint_path, fingerprint)
         yield run
         context = {"perceptual_backbone": resolved.get("vgg_backbone", "unused"), "device": str(runtime.device),
