@@ -22,22 +22,28 @@ log = logging.getLogger("stage")
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, ValueError)
 
 
-def run_stage(name: str, description: str, recipe: Callable[[Params], Any], argv: list[str] | None = None,
-              reads_params: bool = True, expected: tuple[type[BaseException], ...] = ()) -> int:
+def run_stage(name: str, description: str, recipe: Callable[..., Any], argv: list[str] | None = None,
+              reads_params: bool = True, expected: tuple[type[BaseException], ...] = (),
+              options: dict[str, dict[str, Any]] | None = None) -> int:
     """Parse argv, load params, run `recipe(params)`; return the process exit code.
 
     `name` is the stage (`python -m src.<name>`); `recipe`'s return value, a dict of
     summary numbers or a short string, is logged. `reads_params=False` for stages that
     take no params (then `recipe` gets None). `expected`: the stage's own user-facing
-    errors besides EXPECTED_ERRORS (e.g. a training run that diverged).
+    errors besides EXPECTED_ERRORS (e.g. a training run that diverged). `options`: the stage's
+    own command-line options, {"--flag": argparse keyword arguments}; their values reach
+    `recipe` as keyword arguments (a DVC `foreach` stage passes its item this way).
     """
     parser = argparse.ArgumentParser(prog=f"python -m src.{name}", description=description)
     if reads_params:
         parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    for flag, spec in (options or {}).items():
+        parser.add_argument(flag, **spec)
     args = parser.parse_args(argv)
+    extra = {key: value for key, value in vars(args).items() if key != "params"}
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        summary = recipe(load_params(args.params) if reads_params else None)
+        summary = recipe(load_params(args.params) if reads_params else None, **extra)
     except (*EXPECTED_ERRORS, *expected) as err:
         print(f"error: {name}: {err}", file=sys.stderr)
         return 1

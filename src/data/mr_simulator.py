@@ -6,9 +6,12 @@ between excitations ignored beyond the T1 term):
     S = PD * (1 - exp(-TR / T1)) * exp(-TE / T2)
 
 then Rician noise (the magnitude of a complex signal with Gaussian noise of std
-`noise_std * S_WM` on both channels), then the same per-stack normalisation to [-1, 1]
-as the real slices (`preprocess.normalise_volume`: robust percentiles over the
-foreground, background exactly -1). Label maps can be elastically deformed before
+`noise_std * S_WM` on both channels), then a per-stack normalisation to [-1, 1] anchored
+at zero signal: S = 0 maps to -1 (the background value) and the upper percentile of the
+foreground (as data.percentiles for real slices) maps to +1. The real slices' robust window
+(`preprocess.normalise_volume`) cannot be used here: on a piecewise-constant image the
+darkest tissue *is* the lower percentile, so CSF would land exactly on the background
+value and a sim-trained segmenter could not tell the two apart. Label maps can be elastically deformed before
 rendering (random smooth displacement, nearest-neighbour sampling, so the labels stay
 hard); the deformed labels are the ground truth of the rendered image.
 
@@ -23,7 +26,7 @@ from scipy import ndimage
 
 from src.config import SimConfig
 from src.data.labels import BACKGROUND, CLASS_NAMES, CSF, GM, WM
-from src.data.preprocess import normalise_volume
+from src.data.preprocess import BACKGROUND as BACKGROUND_VALUE
 
 # Tissue parameters: T1 and T2 in ms, PD relative to CSF = 1.
 #
@@ -114,8 +117,9 @@ def simulate(labels: np.ndarray, sim_cfg: SimConfig, rng: np.random.Generator,
 
     labels: (N, H, W) uint8 with classes CLASS_NAMES (0 background, 1 CSF, 2 GM, 3 WM).
     sim_cfg: field strength, TR/TE (ms) and Rician noise (fraction of the WM signal).
-    percentiles: intensity window, as data.percentiles for the real slices.
-    Returns (N, 1, H, W) float32 in [-1, 1], exactly -1 where labels == 0. Deterministic
+    percentiles: data.percentiles; only the upper one is used (it maps to +1, zero signal to -1).
+    Returns (N, 1, H, W) float32 in [-1, 1], exactly -1 where labels == 0 and nowhere else
+    in the noise-free case. Deterministic
     given `rng`. Elastic deformation is not applied here (see `elastic_deform_labels`).
     """
     labels = np.asarray(labels)
@@ -129,11 +133,18 @@ def simulate(labels: np.ndarray, sim_cfg: SimConfig, rng: np.random.Generator,
     foreground = labels != BACKGROUND
     if not foreground.any():
         return np.full((len(labels), 1) + labels.shape[1:], -1.0, dtype=np.float32)
-    try:
-        images = normalise_volume(signal, foreground, percentiles)
-    except ValueError:
-        # A noise-free stack holding one tissue class has no intensity spread: scale by the
-        # brightest tissue instead, so the image is still defined.
-        peak = max(intensities.values())
-        images = np.where(foreground, np.clip(signal / peak, 0.0, 1.0) * 2.0 - 1.0, -1.0).astype(np.float32)
-    return images[:, None]
+    return normalise_from_zero_signal(signal, foreground, percentiles[1])[:, None]
+
+
+def normalise_from_zero_signal(signal: np.ndarray, foreground: np.ndarray, high_percentile: float) -> np.ndarray:
+    """Map signal 0 to -1 and the `high_percentile` of the foreground signal to +1; background exactly -1.
+
+    Every tissue has a positive spin-echo signal (PD > 0, TR > 0), so every tissue lands strictly
+    above the background value whatever the TR/TE/field strength.
+    """
+    high = float(np.percentile(signal[foreground], high_percentile))
+    if high <= 0:
+        raise ValueError(f"the foreground's {high_percentile}th-percentile signal is {high:g}: nothing to normalise")
+    out = np.clip(signal.astype(np.float32) / np.float32(high), 0.0, 1.0) * 2.0 - 1.0
+    out[~foreground] = BACKGROUND_VALUE
+    return out.astype(np.float32)

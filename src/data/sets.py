@@ -6,7 +6,9 @@ background exactly -1:
     sr:        hr (N,1,S,S), lr (N,1,S/k,S/k), naive (N,1,S,S) float32,
                slice_index, volume_index, axis (N,) int
     sim2real:  sim (M,1,S,S), sim_labels (M,S,S) uint8, real (K,1,S,S), real_labels (K,S,S) uint8,
-               real_slice_index, real_volume_index (K,) int. train: sim from the train_sim
+               real_slice_index, real_volume_index (K,) int, classical (M,1,S,S): the sim
+               images after the classical translation (blur + foreground histogram matching
+               fitted on the train split; src/data/classical.py). train: sim from the train_sim
                slices' labels (deformed variants), real from train_real; val/test: one row
                per slice, sim rendered from that slice's own labels (aligned). Labels of real
                train slices are for evaluation judges only, never a loss.
@@ -22,6 +24,7 @@ import torch
 from src.atomic import write_json
 from src.config import DataConfig, as_dict
 from src.data import mr_simulator
+from src.data.classical import classical_rendering, fit_classical
 from src.data.degrade import degrade, naive_upsample
 from src.data.labels import CLASS_NAMES
 from src.data.preprocess import BACKGROUND
@@ -68,6 +71,12 @@ def sim2real_sets(parts: Sets, user_sim: Sets | None, data: DataConfig, rng: np.
         out[split] = {"sim": sim_images.astype(np.float32), "sim_labels": sim_labels.astype(np.uint8),
                       "real": real["images"], "real_labels": real["labels"].astype(np.uint8),
                       "real_slice_index": real["slice_index"], "real_volume_index": real["volume_index"]}
+    train = out["train"]
+    matching = fit_classical(train["sim"], train["sim_labels"], train["real"], train["real_labels"],
+                             data.classical_blur_sigma)
+    for arrays in out.values():
+        arrays["classical"] = classical_rendering(arrays["sim"], arrays["sim_labels"], matching,
+                                                  data.classical_blur_sigma)
     return out
 
 
@@ -96,6 +105,8 @@ def sim2real_meta(s2r: Sets, data: DataConfig, user_sim: bool) -> dict:
         "written": True, "class_names": list(CLASS_NAMES), "value_range": [-1.0, 1.0], "background": BACKGROUND,
         "counts": {s: _counts(s2r[s]) for s in SPLITS},
         "sim_source": "user" if user_sim else "simulator",
+        "classical": {"blur_sigma": data.classical_blur_sigma, "matched_to": "pooled foreground of the train real slices",
+                      "fitted_on": "train"},
         "val_test_aligned": not user_sim,
         "simulator": None if user_sim else {
             **as_dict(sim),

@@ -3,6 +3,8 @@ the downstream segmenters of `evaluate` (same augmentations, loss, optimiser and
 
 from __future__ import annotations
 
+from typing import Callable
+
 import albumentations as A
 import numpy as np
 import segmentation_models_pytorch as smp
@@ -48,11 +50,16 @@ def _batch(images: np.ndarray, labels: np.ndarray, idx: np.ndarray, transform: A
     return img, torch.from_numpy(np.stack(out_lab)).long()
 
 
+Render = Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # labels (B, H, W) -> images (B, 1, H, W)
+
+
 def fit_segmenter(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: SegmenterConfig,
-                  steps: int, seed: int, runtime: Runtime, desc: str) -> list[float]:
+                  steps: int, seed: int, runtime: Runtime, desc: str, render: Render | None = None) -> list[float]:
     """Train `model` in place on images (N, 1, H, W) in [-1, 1] and labels (N, H, W).
 
     Loss: cross-entropy + soft Dice (smp), AdamW with cosine decay. Returns the loss per step.
+    `render` (domain randomisation): each batch's images are drawn afresh from its augmented
+    label crops, with a torch.Generator seeded from `seed`; `images` then only set the crops.
     """
     if len(images) == 0:
         raise ValueError(f"{desc}: no training images")
@@ -62,6 +69,7 @@ def fit_segmenter(model: torch.nn.Module, images: torch.Tensor, labels: torch.Te
     np_labels = labels.numpy().astype(np.uint8)
     transform = augmentation(cfg.crop_size, seed)
     rng = np.random.default_rng(seed)
+    render_draws = torch.Generator().manual_seed(seed)
     dice_loss = smp.losses.DiceLoss(mode="multiclass")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=cfg.lr * 0.05)
@@ -71,6 +79,8 @@ def fit_segmenter(model: torch.nn.Module, images: torch.Tensor, labels: torch.Te
     for _ in bar:
         idx = rng.integers(len(np_images), size=cfg.batch_size)
         img, lab = _batch(np_images, np_labels, idx, transform)
+        if render is not None:
+            img = render(lab, render_draws)
         img, lab = runtime.batch(img), lab.to(runtime.device)
         with runtime.autocast():
             logits = model(img).float()

@@ -54,7 +54,23 @@ def test_noise_free_simulation_is_piecewise_constant():
     images = simulate(labels, dataclasses.replace(SIM, noise_std=0.0), np.random.default_rng(0), [0.0, 100.0])
     for c in (CSF, GM, WM):
         assert np.ptp(images[0, 0][labels[0] == c]) == 0
-    assert images[0, 0][labels[0] == WM][0] == 1.0 and images[0, 0][labels[0] == CSF][0] == -1.0
+    s = signal_intensities(SIM.field_strength, SIM.tr_ms, SIM.te_ms)
+    assert images[0, 0][labels[0] == WM][0] == 1.0
+    # Zero signal is the background value: CSF sits at its signal relative to WM, not on -1.
+    assert images[0, 0][labels[0] == CSF][0] == pytest.approx(-1 + 2 * s[CSF] / s[WM], abs=1e-6)
+
+
+@pytest.mark.parametrize("field_strength", [1.5, 3.0])
+@pytest.mark.parametrize("tr_ms, te_ms", [(tr, te) for tr in (20.0, 100.0, 500.0, 2000.0, 10000.0)
+                                          for te in (2.0, 15.0, 80.0, 300.0) if te < tr])  # validation: TE < TR
+def test_no_tissue_lands_on_the_background_value(field_strength, tr_ms, te_ms):
+    sim = dataclasses.replace(SIM, field_strength=field_strength, tr_ms=tr_ms, te_ms=te_ms, noise_std=0.0)
+    labels = _labels(2)
+    for percentiles in ([0.5, 99.5], [0.0, 100.0], [5.0, 95.0]):
+        images = simulate(labels, sim, np.random.default_rng(0), percentiles)[:, 0]
+        for c in (CSF, GM, WM):
+            assert images[labels == c].min() > -1.0, (c, percentiles)
+        assert np.all(images[labels == 0] == -1.0)
 
 
 def test_elastic_deformation_keeps_labels_hard_and_moves_them_a_little():
