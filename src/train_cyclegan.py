@@ -1,11 +1,13 @@
 """DVC stage `train_cyclegan`: sim-to-real CycleGAN with VGG content and semantic-consistency losses.
 
-Train the sim-to-real CycleGAN (g_sim2real, g_real2sim, d_real, d_sim). Reads
-data/prepared/sim2real/{train,val}.npz, pipeline/train_segmenter/segmenter.pt (frozen, semantic
-loss), pipeline/weights/ (VGG19) and params.yaml (seed, train.device/amp/resume/max_nan_retries,
-train.lambda_*, train.cyclegan). Writes pipeline/train_cyclegan/g_sim2real.pt, g_real2sim.pt,
-config.json, checkpoint/last.pt (full state for resume) and live/ (dvclive metrics.json summary,
-loss plots, sample grids).
+Train the sim-to-real CycleGAN (g_sim2real, g_real2sim, d_real, d_sim) from --input: `sim` (the
+raw simulator rendering) or `classical` (the same after blur + foreground histogram matching,
+src/data/classical.py), one DVC stage per input (train_cyclegan@sim, train_cyclegan@classical).
+Reads data/prepared/sim2real/{train,val}.npz, pipeline/train_segmenter/segmenter.pt (frozen,
+semantic loss), pipeline/weights/ (VGG19) and params.yaml (seed, train.device/amp/resume/
+max_nan_retries, train.lambda_*, train.cyclegan). Writes pipeline/train_cyclegan/<input>/:
+g_sim2real.pt, g_real2sim.pt, config.json, checkpoint/last.pt (full state for resume) and live/
+(dvclive metrics.json summary, loss plots, sample grids).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from src.training.runtime import make_runtime, seed_everything
 from src.training.samples import difference_map, grid, overlay_labels
 from src.training.segmentation import dice_report, predict_labels
 
-OUT, SIM2REAL = Path("pipeline/train_cyclegan"), PREPARED / "sim2real"
+OUT_ROOT, SIM2REAL = Path("pipeline/train_cyclegan"), PREPARED / "sim2real"
+INPUTS = ("sim", "classical")  # prepared arrays a translator can start from
 SEGMENTER_FILE = Path("pipeline/train_segmenter/segmenter.pt")
 NOT_FINGERPRINTED = ("log_every", "sample_every", "checkpoint_every")
 
@@ -45,19 +48,23 @@ def linear_decay(steps: int, decay_start: int):
     return lambda step: 1.0 - max(0, step - decay_start) / max(1, steps - decay_start)
 
 
-def train(params: Params) -> dict[str, float]:
+def train(params: Params, source: str = "classical") -> dict[str, float]:
     cfg, train_cfg = params.train.cyclegan, params.train
+    out = OUT_ROOT / source
     seed_everything(params.seed)
     runtime = make_runtime(train_cfg.device, train_cfg.amp)
     class_names = list(load_meta(SIM2REAL / "meta.json")["class_names"])
-    data = load_split(SIM2REAL / "train.npz", ("sim", "sim_labels", "real"))
-    val = load_split(SIM2REAL / "val.npz", ("sim", "sim_labels", "real"))
+    # The sim side is the chosen rendering; its labels are the simulator's either way.
+    data, val = ({("sim" if k == source else k): v for k, v in load_split(SIM2REAL / f"{split}.npz",
+                                                                          (source, "sim_labels", "real")).items()}
+                 for split in ("train", "val"))
     if cfg.crop_size > data["sim"].shape[-1]:
         raise ConfigError(f"train.cyclegan.crop_size: {cfg.crop_size} is larger than the prepared images "
                           f"({data['sim'].shape[-1]} px)")
     settings = CycleGANSettings(lambda_adv=train_cfg.lambda_adv, lambda_cycle=train_cfg.lambda_cycle,
                                 lambda_identity=train_cfg.lambda_identity, lambda_percep=train_cfg.lambda_percep,
-                                lambda_semantic=train_cfg.lambda_semantic, gan_loss=cfg.gan_loss, policy=cfg.diffaugment)
+                                lambda_semantic=train_cfg.lambda_semantic, gan_loss=cfg.gan_loss, policy=cfg.diffaugment,
+                                reconstruction_beta=cfg.reconstruction_beta)
     perceptual, vgg_backbone = None, "unused"
     if settings.lambda_percep > 0:
         perceptual, vgg_backbone = perceptual_loss("pipeline/weights", cfg.vgg_layers, "The CycleGAN content loss")
@@ -84,7 +91,7 @@ def train(params: Params) -> dict[str, float]:
     run_fingerprint = fingerprint({k: v for k, v in as_dict(cfg).items() if k not in NOT_FINGERPRINTED},
                                   {k: getattr(train_cfg, k) for k in ("lambda_adv", "lambda_cycle", "lambda_identity",
                                                                       "lambda_percep", "lambda_semantic")},
-                                  params.seed, sha256(SIM2REAL / "train.npz"), sha256(SEGMENTER_FILE), vgg_backbone,
+                                  params.seed, source, sha256(SIM2REAL / "train.npz"), sha256(SEGMENTER_FILE), vgg_backbone,
                                   runtime.amp, runtime.device.type)  # a change of precision or device starts fresh
 
     def sample():
@@ -93,7 +100,7 @@ def train(params: Params) -> dict[str, float]:
         change, peak = difference_map(fake_real, sim)
         return grid([sim, fake_real, change, predict(nets.g_real2sim, fake_real, runtime),
                      overlay_labels(fake_real, predict_labels(segmenter, fake_real, runtime)), real, fake_sim],
-                    ["sim", "fake_real", f"|fake_real-sim| /{peak:.2f}", "rec_sim", "seg(fake_real)", "real", "fake_sim"])
+                    [source, "fake_real", f"|fake_real-{source}| /{peak:.2f}", "rec", "seg(fake_real)", "real", "fake_sim"])
 
     def step_fn(step: int) -> dict[str, float]:
         sim, sim_labels = random_crops(data["sim"], cfg.crop_size, cfg.batch_size, batches, data["sim_labels"])
@@ -104,26 +111,28 @@ def train(params: Params) -> dict[str, float]:
             scheduler.step()
         return stats
 
-    resolved = {"seed": params.seed, "train": {k: v for k, v in as_dict(train_cfg).items() if k != "sr"},
+    resolved = {"seed": params.seed, "input": source, "train": {k: v for k, v in as_dict(train_cfg).items() if k != "sr"},
                 "vgg_backbone": vgg_backbone, "segmenter": segmenter_meta}
-    with training_run(OUT, state, run_fingerprint, train_cfg.resume, resolved, runtime) as run:
+    with training_run(out, state, run_fingerprint, train_cfg.resume, resolved, runtime) as run:
         run.fit(step_fn, LoopSettings(total_steps=cfg.steps, log_every=cfg.log_every, sample_every=cfg.sample_every,
                                       checkpoint_every=cfg.checkpoint_every, max_nan_retries=train_cfg.max_nan_retries,
-                                      desc="CycleGAN"), sample)
+                                      desc=f"CycleGAN ({source})"), sample)
         meta = {"channels": cfg.g_channels, "blocks": cfg.g_blocks, "residual": cfg.residual, "steps": cfg.steps,
-                "vgg_backbone": vgg_backbone}
-        save_weights(OUT / "g_sim2real.pt", nets.g_sim2real, {**meta, "direction": "sim2real"})
-        save_weights(OUT / "g_real2sim.pt", nets.g_real2sim, {**meta, "direction": "real2sim"})
+                "vgg_backbone": vgg_backbone, "input": source}
+        save_weights(out / "g_sim2real.pt", nets.g_sim2real, {**meta, "direction": "sim2real"})
+        save_weights(out / "g_real2sim.pt", nets.g_real2sim, {**meta, "direction": "real2sim"})
         # Content check on validation slices: does the frozen segmenter still find the sim labels?
         fake_real = predict(nets.g_sim2real, val["sim"], runtime.fp32())
-        for name, images in (("segmenter_on_sim", val["sim"]), ("segmenter_on_fake_real", fake_real)):
+        for name, images in ((f"segmenter_on_{source}", val["sim"]), ("segmenter_on_fake_real", fake_real)):
             run.summary.update(dice_report(f"val/{name}", predict_labels(segmenter, images, runtime.fp32()),
                                            val["sim_labels"], class_names))
     return run.summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage("train_cyclegan", __doc__, train, argv, expected=(NonFiniteLossError,))
+    return run_stage("train_cyclegan", __doc__, train, argv, expected=(NonFiniteLossError,),
+                     options={"--input": {"dest": "source", "choices": INPUTS, "default": "classical",
+                                          "help": "the sim rendering to translate (default: classical)"}})
 
 
 if __name__ == "__main__":

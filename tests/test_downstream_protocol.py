@@ -1,7 +1,7 @@
 """The downstream comparison of `evaluate` (CyCADA protocol): every row, one recipe, one budget, the same seeds.
 
-`fit_segmenter` is replaced by a recorder, so these tests see exactly what each of sim_only,
-translated_sim and real_oracle is trained with, for each seed, on the tiny tree of
+`fit_segmenter` is replaced by a recorder, so these tests see exactly what each row (sim_only,
+classical, randomized, translated_sim, translated_classical, real_oracle) is trained with, for each seed, on the tiny tree of
 test_evaluate_errors.py; the whole stage runs and its metrics.json is checked.
 """
 
@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from test_evaluate_errors import G_SIM2REAL, METRICS, make_tree, one_thread, write_params  # noqa: F401 (autouse fixture)
+from test_evaluate_errors import (G_SIM2REAL, G_SIM2REAL_RAW, METRICS, make_tree, one_thread,  # noqa: F401 (autouse)
+                                  write_params)
 
 from src import evaluate
 from src.config import load_params
 from src.evaluation import downstream
 from src.evaluation.models import load_translator
 
-SETS = ["sim_only", "translated_sim", "real_oracle"]
+SETS = ["sim_only", "classical", "randomized", "translated_sim", "translated_classical", "real_oracle"]
 SEEDS = [42, 43]
 
 
@@ -34,17 +35,17 @@ class RecordingFit:
         self.calls = []
         self.head_class = head_class
 
-    def __call__(self, model, images, labels, cfg, steps, seed, runtime, desc):
+    def __call__(self, model, images, labels, cfg, steps, seed, runtime, desc, render=None):
         self.calls.append({
             "model": model, "init": {k: v.detach().clone() for k, v in model.state_dict().items()},
             "images": images.clone(), "labels": labels.clone(), "cfg": cfg, "steps": steps, "seed": seed,
-            "runtime": runtime, "desc": desc,
+            "runtime": runtime, "desc": desc, "render": render,
         })
         if self.head_class is not None:
             head = model.segmentation_head[0]
             with torch.no_grad():
                 head.weight.zero_()
-                head.bias.copy_(torch.eye(head.out_channels)[self.head_class(images, labels, seed)] * 10)
+                head.bias.copy_(torch.eye(head.out_channels)[self.head_class(images, labels, seed, render)] * 10)
         return [0.0] * steps
 
 
@@ -95,23 +96,36 @@ def test_every_row_gets_one_recipe_budget_and_the_same_seeds(setup, monkeypatch)
     assert set(metrics["sim2real"]["downstream"]) == set(SETS)
 
 
-def test_rows_train_on_the_three_different_sets(setup, monkeypatch):
+def test_rows_train_on_their_own_renderings_of_the_same_labels(setup, monkeypatch):
     _, _, arrays = setup
     recorder = RecordingFit()
     run(setup, monkeypatch, recorder)
-    raw_sim = torch.from_numpy(arrays["train/sim"])
+    raw_sim, classical = (torch.from_numpy(arrays[f"train/{k}"]) for k in ("sim", "classical"))
     sim_labels = torch.from_numpy(arrays["train/sim_labels"].astype(np.int64))
-    expected_translated = load_translator(G_SIM2REAL)(raw_sim).clamp(-1, 1)
-    for sim_only, translated, oracle in zip(*(calls_of(recorder, row) for row in SETS)):
-        assert torch.equal(sim_only["images"], raw_sim)
-        assert torch.equal(oracle["images"], torch.from_numpy(arrays["train/real"]))
-        # Translated sim: the generator's output for the same slices, in range, not the raw sim.
-        assert not torch.allclose(translated["images"], raw_sim, atol=1e-3)
-        assert translated["images"].abs().max() <= 1
-        assert torch.allclose(translated["images"], expected_translated, atol=1e-5)
-        # Sim labels for both sim sets (the translation must keep them valid), real labels for the oracle.
-        assert torch.equal(sim_only["labels"], sim_labels) and torch.equal(translated["labels"], sim_labels)
-        assert torch.equal(oracle["labels"], torch.from_numpy(arrays["train/real_labels"].astype(np.int64)))
+    expected = {"sim_only": raw_sim, "classical": classical,
+                "translated_sim": load_translator(G_SIM2REAL_RAW)(raw_sim).clamp(-1, 1),
+                "translated_classical": load_translator(G_SIM2REAL)(classical).clamp(-1, 1),
+                "real_oracle": torch.from_numpy(arrays["train/real"])}
+    for calls in zip(*(calls_of(recorder, row) for row in SETS)):
+        call = dict(zip(SETS, calls))
+        for row, images in expected.items():
+            assert torch.allclose(call[row]["images"], images, atol=1e-5), row
+            assert call[row]["render"] is None, row
+        # Each translator moved its own input (a random-init generator is not the identity), within range.
+        assert not torch.allclose(call["translated_sim"]["images"], raw_sim, atol=1e-3)
+        assert not torch.allclose(call["translated_classical"]["images"], classical, atol=1e-3)
+        # Every sim rendering keeps the simulator's labels; the oracle has the real ones.
+        for row in SETS[:-1]:
+            assert torch.equal(call[row]["labels"], sim_labels), row
+        assert torch.equal(call["real_oracle"]["labels"], torch.from_numpy(arrays["train/real_labels"].astype(np.int64)))
+        # Randomised: images are drawn from each batch's labels, afresh per batch, and never move a label.
+        render = call["randomized"]["render"]
+        assert render is not None
+        batch = sim_labels[:2].clone()
+        draws = torch.Generator().manual_seed(0)
+        first, second = render(batch, draws), render(batch, draws)
+        assert torch.equal(batch, sim_labels[:2]) and not torch.allclose(first, second)
+        assert torch.all(first[:, 0][batch == 0] == -1)
 
 
 def test_rows_of_one_seed_start_from_the_same_initialisation_and_seeds_differ(setup, monkeypatch):
@@ -139,15 +153,15 @@ def test_gap_closed_fraction_and_differences_from_known_dice(setup, monkeypatch)
     real_labels = torch.from_numpy(arrays["train/real_labels"].astype(np.int64))
     raw_sim = torch.from_numpy(arrays["train/sim"])
 
-    def constant_class(images, labels, seed):
-        # sim_only -> csf, translated_sim -> gm, real_oracle -> wm, everywhere, for every seed.
+    def constant_class(images, labels, seed, render):
+        # sim_only -> csf, every other sim rendering -> gm, real_oracle -> wm, everywhere, for every seed.
         if torch.equal(labels, real_labels):
             return 3
-        return 1 if torch.equal(images, raw_sim) else 2
+        return 1 if torch.equal(images, raw_sim) and render is None else 2
 
     metrics = run(setup, monkeypatch, RecordingFit(constant_class))
     rows = metrics["sim2real"]["downstream"]
-    for name, c in zip(SETS, (1, 2, 3)):
+    for name, c in zip(SETS, (1, 2, 2, 2, 2, 3)):
         assert rows[name]["mean_foreground"] == pytest.approx(DICE[c] / 3)
         assert rows[name][["csf", "gm", "wm"][c - 1]] == pytest.approx(DICE[c])
         assert rows[name]["mean_foreground_std"] == pytest.approx(0.0, abs=1e-12)  # every seed predicts alike
@@ -161,8 +175,13 @@ def test_gap_closed_fraction_and_differences_from_known_dice(setup, monkeypatch)
     assert vs["mean_foreground"] == pytest.approx((DICE[2] - DICE[1]) / 3)
     assert vs["mean_foreground_better"] is True
 
-    # Content preservation is scored by the judge, i.e. the first-seed real oracle (wm everywhere), on test sim labels.
-    for name in ("judge_on_raw_sim", "judge_on_translated_sim"):
+    vs_classical = metrics["sim2real"]["downstream_vs_classical"]["translated_classical"]
+    assert vs_classical["mean_foreground"] == 0 and vs_classical["mean_foreground_better"] == "indistinguishable"
+
+    # Content preservation is scored by the judge, i.e. the first-seed real oracle (wm everywhere), on test sim
+    # labels for the renderings and on the real labels for the real slices (same band layout, same Dice).
+    for name in ("judge_on_raw_sim", "judge_on_classical", "judge_on_translated_sim",
+                 "judge_on_translated_classical", "judge_on_real"):
         assert metrics["sim2real"]["content"][name]["wm"] == pytest.approx(2 / 3)
         assert metrics["sim2real"]["content"][name]["csf"] == 0
     assert metrics["sim2real"]["translated_vs_raw_sim"]["judge_dice_mean_foreground_better"] == "indistinguishable"
@@ -172,7 +191,7 @@ def test_seed_spread_and_seed_resampling_from_known_dice(setup, monkeypatch):
     # sim_only predicts csf with seed 42 and gm with seed 43: its value is the seed mean, its std the
     # spread of the two, and its interval runs from one seed's value to the other's (resamples draw
     # both seeds as 42 or both as 43 with probability 1/4 each).
-    metrics = run(setup, monkeypatch, RecordingFit(lambda images, labels, seed: 1 if seed == 42 else 2))
+    metrics = run(setup, monkeypatch, RecordingFit(lambda images, labels, seed, render: 1 if seed == 42 else 2))
     row = metrics["sim2real"]["downstream"]["sim_only"]
     per_seed = np.array([DICE[1] / 3, DICE[2] / 3])
     assert row["mean_foreground"] == pytest.approx(per_seed.mean())
@@ -185,7 +204,7 @@ def test_seed_spread_and_seed_resampling_from_known_dice(setup, monkeypatch):
 
 
 def test_gap_closed_fraction_is_nan_when_oracle_equals_sim_only(setup, monkeypatch):
-    metrics = run(setup, monkeypatch, RecordingFit(lambda images, labels, seed: 2))
+    metrics = run(setup, monkeypatch, RecordingFit(lambda images, labels, seed, render: 2))
     rows = metrics["sim2real"]["downstream"]
     assert rows["sim_only"]["mean_foreground"] == rows["real_oracle"]["mean_foreground"]
     assert np.isnan(rows["translated_sim"]["gap_closed_fraction"])

@@ -24,7 +24,8 @@ CLASS_NAMES = ["background", "csf", "gm", "wm"]
 SIZE, SCALE, N = 32, 4, 4
 G_PSNR = Path("pipeline/train_sr/g_psnr.pt")
 G_GAN = Path("pipeline/train_sr/g_gan.pt")
-G_SIM2REAL = Path("pipeline/train_cyclegan/g_sim2real.pt")
+G_SIM2REAL = Path("pipeline/train_cyclegan/classical/g_sim2real.pt")
+G_SIM2REAL_RAW = Path("pipeline/train_cyclegan/sim/g_sim2real.pt")
 METRICS = Path("pipeline/evaluate/metrics.json")
 
 
@@ -43,11 +44,12 @@ def render(labels: np.ndarray, intensities, rng: np.random.Generator) -> np.ndar
 def save_sr_model(path: Path, scale: int = SCALE, degradation: str = "kspace", seed: int = 1) -> None:
     torch.manual_seed(seed)
     g = SRResNet(scale, degradation, channels=4, blocks=1)
-    save_weights(path, g, {"scale": scale, "degradation": degradation, "channels": 4, "blocks": 1})
+    save_weights(path, g, {"scale": scale, "degradation": degradation, "channels": 4, "blocks": 1,
+                           "data_consistency": False})
 
 
-def save_translator(path: Path) -> None:
-    torch.manual_seed(2)
+def save_translator(path: Path, seed: int = 2) -> None:
+    torch.manual_seed(seed)
     save_weights(path, ResnetGenerator(1, 4, 1), {"channels": 4, "blocks": 1, "residual": False})
 
 
@@ -76,6 +78,7 @@ def make_tree(root: Path, n_test: int = N) -> dict[str, np.ndarray]:
         sim_labels = np.roll(labels, 1, axis=2)  # sim and real labels differ, as in prepare's train split
         arrays.update({
             f"{split}/sim": render(sim_labels, [-1.0, 0.6, -0.2, 0.3], rng), f"{split}/sim_labels": sim_labels,
+            f"{split}/classical": render(sim_labels, [-1.0, -0.5, 0.2, 0.6], rng),
             f"{split}/real": render(labels, [-1.0, -0.6, 0.1, 0.7], rng), f"{split}/real_labels": labels,
         })
         np.savez(s2r_dir / f"{split}.npz", **{k.split("/")[1]: v for k, v in arrays.items() if k.startswith(split)})
@@ -84,6 +87,7 @@ def make_tree(root: Path, n_test: int = N) -> dict[str, np.ndarray]:
     save_sr_model(root / G_PSNR)
     save_sr_model(root / G_GAN, seed=3)
     save_translator(root / G_SIM2REAL)
+    save_translator(root / G_SIM2REAL_RAW, seed=4)
     weights_dir = root / "pipeline/weights"
     weights_dir.mkdir(parents=True)
     (weights_dir / "manifest.json").write_text(json.dumps({
@@ -140,7 +144,7 @@ def assert_failed_naming(root: Path, capsys, rc: int, *names: str) -> None:
 
 
 # ---------------------------------------------------------------- bad inputs
-@pytest.mark.parametrize("missing", [G_GAN, G_PSNR, G_SIM2REAL], ids=lambda p: p.name)
+@pytest.mark.parametrize("missing", [G_GAN, G_PSNR, G_SIM2REAL, G_SIM2REAL_RAW], ids=str)
 def test_missing_model_file(tree, capsys, missing):
     (tree / missing).unlink()
     assert_failed_naming(tree, capsys, run_evaluate(tree), str(missing))

@@ -118,7 +118,8 @@ def test_headline_repeats_metrics_values(run):
     metrics, _, headline, _ = run
     assert headline["sr"]["gan"]["psnr_db"] == metrics.sr.gan_model["psnr_db"].value
     assert headline["sr"]["gan"]["psnr_db_ci95_high"] == metrics.sr.gan_model["psnr_db"].ci95_high
-    vs = metrics.sim2real.downstream_vs_sim_only.translated_sim["mean_foreground"]
-    downstream = headline["s2r"]["downstream"]
-    assert downstream["translated_vs_sim_only_dice_better"] == vs.better
-    assert downstream["translated_dice_std"] == metrics.sim2real.downstream.translated_sim["mean_foreground"].std
+    vs = metrics.sim2real.downstream_vs_classical.translated_classical["mean_foreground"]
+    s2r = headline["s2r"]
+    assert s2r["vs_classical"]["translated_classical_better"] == vs.better
+    gap = metrics.sim2real.downstream.translated_classical["gap_closed_fraction"]
+    assert s2r["gap_closed"]["translated_classical_ci95_low"] == gap.ci95_low

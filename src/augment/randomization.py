@@ -24,34 +24,21 @@ read, never moved.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import kornia
 import torch
 import torch.nn.functional as F
 
+from src.config import RandomizationConfig
 from src.data.preprocess import BACKGROUND
 
 NORMALISE_PERCENTILES = (0.005, 0.995)  # as data.percentiles for the real slices
-
-
-@dataclass(frozen=True)
-class RandomizationRanges:
-    tissue_mean: tuple[float, float]      # per-tissue mean intensity, on a [0, 1] scale
-    tissue_std: tuple[float, float]       # within-tissue std (texture), same scale
-    t1_ordering: bool                     # sort the means: CSF < GM < WM
-    bias_field_std: float                 # std of the log bias field's coarse grid values
-    bias_field_grid: int                  # coarse grid side (smoothness)
-    blur_sigma: tuple[float, float]       # px
-    gamma_log_std: float
-    noise_std: tuple[float, float]
 
 
 def _uniform(low: float, high: float, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     return torch.rand(shape, generator=generator) * (high - low) + low
 
 
-def randomized_images(labels: torch.Tensor, n_tissues: int, ranges: RandomizationRanges,
+def randomized_images(labels: torch.Tensor, n_tissues: int, ranges: RandomizationConfig,
                       generator: torch.Generator) -> torch.Tensor:
     """(B, 1, H, W) float32 images in [-1, 1] synthesised from label maps (B, H, W) (0 = background).
 

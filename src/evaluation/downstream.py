@@ -1,5 +1,6 @@
-"""Downstream value (CyCADA protocol): U-Nets trained on raw sim, translated sim and real labels, each with
-the same recipe, budget and seeds, scored on real test slices.
+"""Downstream value (CyCADA protocol): U-Nets trained on each rendering of the sim labels (raw, classical,
+randomised per batch, translated) and on real labels, each with the same recipe, budget and seeds, scored
+on real test slices.
 
 Seeds and slices are both resampled (a two-level bootstrap): each resample draws the test
 slices with replacement and, independently, as many seeds as were trained, with replacement;
@@ -11,7 +12,7 @@ comparisons with sim_only are paired in both slices and seeds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -20,12 +21,19 @@ from src.config import SegmenterConfig
 from src.evaluation.dice import dice_columns, dice_counts, dice_statistics
 from src.evaluation.intervals import Resamples, Statistic, differences
 from src.evaluation.per_slice import slice_rows
-from src.evaluation.schema import DOWNSTREAM_VS_SIM_ONLY, Downstream, DownstreamVsSimOnly
+from src.evaluation.schema import (DOWNSTREAM_VS_CLASSICAL_ROWS, DOWNSTREAM_VS_SIM_ONLY, Downstream,
+                                   DownstreamVsClassical, DownstreamVsSimOnly)
 from src.metrics.bootstrap import resample_indices
 from src.training.runtime import Runtime, seed_everything
-from src.training.segmentation import fit_segmenter, predict_labels
+from src.training.segmentation import Render, fit_segmenter, predict_labels
 
 GAP_EPSILON = 1e-6  # oracle and sim_only closer than this: the gap is undefined (NaN)
+
+
+class TrainingSet(NamedTuple):
+    images: torch.Tensor        # (N, 1, H, W) in [-1, 1]; with `render`, only the crops' source
+    labels: torch.Tensor        # (N, H, W)
+    render: Render | None = None  # domain randomisation: images drawn afresh from each batch's labels
 
 
 @dataclass(frozen=True)
@@ -35,12 +43,12 @@ class DownstreamModels:
     encoder_init: str                         # "<encoder>_imagenet" or "<encoder>_random_init"
 
 
-def train_downstream(training_sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
+def train_downstream(training_sets: dict[str, TrainingSet],
                      build: Callable[[], tuple[torch.nn.Module, str]], recipe: SegmenterConfig, steps: int,
                      seeds: list[int], runtime: Runtime) -> DownstreamModels:
     """One fresh U-Net per (row, seed), trained with one recipe and budget.
 
-    training_sets: {row: (images (N, 1, H, W) in [-1, 1], labels (N, H, W))}. `build` returns an
+    training_sets: {row: TrainingSet}. `build` returns an
     untrained U-Net on runtime's device and its encoder init; it is called right after seeding,
     so for each seed every row starts from the same weights and sees the same batch order.
     """
@@ -48,11 +56,11 @@ def train_downstream(training_sets: dict[str, tuple[torch.Tensor, torch.Tensor]]
     budgets: dict[str, int] = {}
     init = ""
     for seed in seeds:
-        for row, (images, labels) in training_sets.items():
+        for row, (images, labels, render) in training_sets.items():
             seed_everything(seed)
             model, init = build()
             losses = fit_segmenter(model, images, labels, recipe, steps, seed, runtime,
-                                   desc=f"downstream {row} seed {seed}")
+                                   desc=f"downstream {row} seed {seed}", render=render)
             if budgets.setdefault(row, len(losses)) != len(losses):
                 raise RuntimeError(f"downstream {row}: seeds trained for different step counts")
             models[row].append(model)
@@ -63,6 +71,7 @@ def train_downstream(training_sets: dict[str, tuple[torch.Tensor, torch.Tensor]]
 class DownstreamResult:
     downstream: Downstream
     vs_sim_only: DownstreamVsSimOnly
+    vs_classical: DownstreamVsClassical
     per_slice: list[dict]
 
 
@@ -82,7 +91,7 @@ def score_downstream(models: dict[str, list[torch.nn.Module]], real: torch.Tenso
                      class_names: list[str], seeds: list[int], runtime: Runtime, draws: Resamples, bootstrap_seed: int,
                      batch_size: int) -> DownstreamResult:
     """Dice of every (row, seed) model on the real test slices, seed-averaged, with the gap closed and
-    paired differences to sim_only. models: {row: [model per seed]}, rows sim_only .. real_oracle."""
+    paired differences to sim_only and to classical. models: {row: [model per seed]}, schema.DOWNSTREAM_ROWS."""
     seed_draws = resample_indices(len(seeds), len(draws.slices), bootstrap_seed, stream=1)
     rows, std, per_slice = {}, {}, []
     for row, row_models in models.items():
@@ -109,5 +118,7 @@ def score_downstream(models: dict[str, list[torch.nn.Module]], real: torch.Tenso
                                  for row, stats in rows.items()}),
         vs_sim_only=DownstreamVsSimOnly(**{row: differences(rows[row], rows["sim_only"], DOWNSTREAM_VS_SIM_ONLY)
                                            for row in rows if row != "sim_only"}),
+        vs_classical=DownstreamVsClassical(**{row: differences(rows[row], rows["classical"], DOWNSTREAM_VS_SIM_ONLY)
+                                              for row in DOWNSTREAM_VS_CLASSICAL_ROWS}),
         per_slice=per_slice,
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from src.training.samples import grid, overlay_labels
 
@@ -27,8 +29,49 @@ def sr_grid(lr_img, naive, psnr_out, gan_out, hr_img, tta_std_gan, n: int) -> np
                 ["LR", "naive", "PSNR model", "GAN", "HR", "|GAN-HR|", "TTA std", "|GAN-PSNR|"])
 
 
-def sim2real_grid(sim, translated, real, judge_labels, sim_labels, n: int) -> np.ndarray:
-    """Columns: sim | translated | real (same slice) | judge's labels on translated | the simulator's labels."""
-    return grid([sim[:n], translated[:n], real[:n], overlay_labels(translated[:n], judge_labels[:n]),
-                 overlay_labels(sim[:n], sim_labels[:n])],
-                ["sim", "translated", "real (same slice)", "judge on translated", "sim labels"])
+def sr_calibration_grid(hr_img, output, bound, k: float, n: int) -> np.ndarray:
+    """Rows = test slices. Columns: HR | output | |output - HR| | calibrated bound k * sigma | misses (|error| > bound).
+
+    |error| and the bound share one colour scale in model units (images span [-1, 1]), drawn as a colour bar.
+    Returns (H, W, 3) uint8.
+    """
+    error, bound = (output[:n] - hr_img[:n]).abs()[:, 0].numpy(), bound[:n, 0].numpy()
+    vmax = max(float(np.quantile(error, 0.995)), float(np.quantile(bound, 0.995)), 1e-3)
+    fig = Figure(figsize=(9.5, 2.0 * len(error) + 0.4), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(error), 5, squeeze=False)
+    titles = ("HR", "PSNR model", "|error|", f"bound k·σ (k = {k:.2f})", "|error| > bound")
+    for row, (hr, out, err, bnd) in enumerate(zip(hr_img[:n, 0].numpy(), output[:n, 0].numpy(), error, bound)):
+        for ax, image, kind in zip(axes[row], (hr, out, err, bnd, err > bnd), ("grey", "grey", "err", "err", "miss")):
+            shown = ax.imshow(image, cmap="gray" if kind != "err" else "magma", interpolation="nearest",
+                              vmin=-1 if kind == "grey" else 0, vmax={"grey": 1, "err": vmax, "miss": 1}[kind])
+            ax.set_axis_off()
+            if kind == "err":
+                scale = shown
+    for ax, title in zip(axes[0], titles):
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(scale, ax=axes[:, 2:4], shrink=0.8, label="intensity error (model units; images span [-1, 1])")
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def change_map(output: torch.Tensor, source: torch.Tensor, vmax: float) -> np.ndarray:
+    """|output - source| in colour on a shared scale `vmax` (model units): black where nothing changed."""
+    return error_colormap((output - source).abs(), vmax)
+
+
+def sim2real_grid(renderings: dict[str, torch.Tensor], real, judge_labels, sim_labels, n: int) -> tuple[np.ndarray, float]:
+    """Columns: sim | translated sim | |translated - sim| | classical | translated classical |
+    |translated - classical| | real (same slice) | judge on translated classical | sim labels.
+
+    Both change maps share one colour scale, returned with the grid (the report prints it).
+    """
+    sim, classical = renderings["raw_sim"][:n], renderings["classical"][:n]
+    from_sim, from_classical = renderings["translated_sim"][:n], renderings["translated_classical"][:n]
+    vmax = max(float((from_sim - sim).abs().max()), float((from_classical - classical).abs().max()), 1e-3)
+    image = grid([sim, from_sim, change_map(from_sim, sim, vmax), classical, from_classical,
+                  change_map(from_classical, classical, vmax), real[:n],
+                  overlay_labels(from_classical, judge_labels[:n]), overlay_labels(sim, sim_labels[:n])],
+                 ["sim", "translated sim", f"|change| (max {vmax:.2f})", "classical", "translated classical",
+                  f"|change| (max {vmax:.2f})", "real (same slice)", "judge on translated", "sim labels"])
+    return image, vmax

@@ -24,20 +24,34 @@ METRICS = {
 ROWS = {  # section path -> {row key: label}
     "sr": {"naive": "naive upsampling (baseline)", "psnr_model": "PSNR model (L1 only)",
            "gan_model": "GAN model (SRGAN)"},
-    "sim2real.realism": {"raw_sim": "raw simulation (baseline)", "translated_sim": "translated sim (g_sim2real)"},
-    "sim2real.content": {"judge_on_raw_sim": "judge on raw sim (reference)",
-                         "judge_on_translated_sim": "judge on translated sim"},
+    "sim2real.realism": {"raw_sim": "raw simulation (baseline)",
+                         "classical": "classical: blur + histogram matching (baseline)",
+                         "translated_sim": "CycleGAN on raw sim",
+                         "translated_classical": "CycleGAN on the classical rendering"},
+    "sim2real.content": {"judge_on_raw_sim": "judge on raw sim",
+                         "judge_on_classical": "judge on classical",
+                         "judge_on_translated_sim": "judge on CycleGAN(raw sim)",
+                         "judge_on_translated_classical": "judge on CycleGAN(classical)",
+                         "judge_on_real": "judge on real slices (the bar: as segmentable as real)"},
     "sim2real.downstream": {"sim_only": "trained on raw sim (baseline)",
-                            "translated_sim": "trained on translated sim (g_sim2real)",
+                            "classical": "trained on classical (blur + histogram matching)",
+                            "randomized": "trained on SynthSeg-style randomisation",
+                            "translated_sim": "trained on CycleGAN(raw sim)",
+                            "translated_classical": "trained on CycleGAN(classical)",
                             "real_oracle": "trained on real labels (oracle)"},
 }
 # comparison path -> (A, B) as read in "A − B"
 COMPARISONS = {
     "sr.psnr_model_vs_naive": ("PSNR model", "naive upsampling"),
     "sr.gan_vs_psnr_model": ("GAN model", "PSNR model"),
-    "sim2real.translated_vs_raw_sim": ("translated sim", "raw sim"),
-    "sim2real.downstream_vs_sim_only.translated_sim": ("trained on translated sim", "trained on raw sim"),
-    "sim2real.downstream_vs_sim_only.real_oracle": ("trained on real labels", "trained on raw sim"),
+    "sim2real.translated_vs_raw_sim": ("CycleGAN(raw sim)", "raw sim"),
+    "sim2real.translated_classical_vs_classical": ("CycleGAN(classical)", "classical"),
+    **{f"sim2real.downstream_vs_sim_only.{row}": (f"trained on {name}", "trained on raw sim") for row, name in (
+        ("classical", "classical"), ("randomized", "randomisation"), ("translated_sim", "CycleGAN(raw sim)"),
+        ("translated_classical", "CycleGAN(classical)"), ("real_oracle", "real labels"))},
+    **{f"sim2real.downstream_vs_classical.{row}": (f"trained on {name}", "trained on classical") for row, name in (
+        ("randomized", "randomisation"), ("translated_sim", "CycleGAN(raw sim)"),
+        ("translated_classical", "CycleGAN(classical)"))},
 }
 
 

@@ -79,6 +79,26 @@ def estimate_table(table_id: str, section, path: str, keys: tuple[str, ...]) -> 
                  legend=[(heading(k), meaning(k)) for k in keys if meaning(k)])
 
 
+def downstream_table(table_id: str, section, vs_classical, keys: tuple[str, ...]) -> Table:
+    """The downstream table users decide by: `estimate_table` plus a last column saying whether each row beats
+    the classical baseline (paired over slices and seeds; an interval of the difference that holds 0 is
+    "not distinguishable from classical")."""
+    table = estimate_table(table_id, section, "sim2real.downstream", keys)
+    verdicts = {"sim_only": "", "classical": "(the baseline)", "real_oracle": ""}
+    for row, comparison in vs_classical.model_dump().items():
+        better = comparison["mean_foreground"]["better"]
+        verdicts[row] = {True: "better than classical", False: "worse than classical"}.get(
+            better, "not distinguishable from classical")
+    rows = [cells + [Cell(verdicts[name], VERDICT_CLASS.get(_better_of(vs_classical, name), "tie"))]
+            for cells, name in zip(table.rows, ROWS["sim2real.downstream"])]
+    return Table(table_id, [*table.headers, "vs classical (mean foreground, paired)"], rows, legend=table.legend)
+
+
+def _better_of(vs_classical, row: str):
+    comparison = getattr(vs_classical, row, None)
+    return None if comparison is None else comparison["mean_foreground"].better
+
+
 def comparison_table(table_id: str, comparisons: dict[str, Comparison]) -> Table:
     """One row per (comparison, metric): A − B with its paired interval and what the interval says."""
     body = []

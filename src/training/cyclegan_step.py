@@ -40,6 +40,19 @@ class CycleGANSettings:
     lambda_semantic: float
     gan_loss: GanLoss
     policy: str              # DiffAugment policy, "" = none
+    reconstruction_beta: float = 0.0  # cycle/identity: Huber (smooth L1) with this beta; 0 = plain L1
+
+
+def reconstruction_loss(output: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor:
+    """L1, or Huber with `beta` > 0: quadratic below beta, so a generator at the identity is not pinned.
+
+    Plain L1's gradient has the same size for any non-zero error: at a refiner's identity start
+    every move costs lambda * |move| at once, which outweighs the adversarial gain of a small
+    move, and the refiner never leaves the identity. Huber's cost starts at move^2 / (2 beta).
+    """
+    if beta == 0:
+        return F.l1_loss(output, target)
+    return F.smooth_l1_loss(output, target, beta=beta)
 
 
 @dataclass(frozen=True)
@@ -105,9 +118,11 @@ def cyclegan_step(nets: CycleGANNets, optimizers: CycleGANOptimizers, critics: C
                             + g_loss_fn(discriminate(nets.d_sim, fake_sim, s.policy).float()))
         if s.lambda_cycle > 0:
             rec_sim, rec_real = nets.g_real2sim(fake_real), nets.g_sim2real(fake_sim)
-            terms["cycle"] = F.l1_loss(rec_sim.float(), sim) + F.l1_loss(rec_real.float(), real)
+            terms["cycle"] = (reconstruction_loss(rec_sim.float(), sim, s.reconstruction_beta)
+                              + reconstruction_loss(rec_real.float(), real, s.reconstruction_beta))
         if s.lambda_identity > 0:
-            terms["identity"] = F.l1_loss(idt_real.float(), real) + F.l1_loss(idt_sim.float(), sim)
+            terms["identity"] = (reconstruction_loss(idt_real.float(), real, s.reconstruction_beta)
+                                 + reconstruction_loss(idt_sim.float(), sim, s.reconstruction_beta))
         if s.lambda_percep > 0:
             # Content: fake_real must keep sim's VGG features (SPIGAN-style regulariser).
             terms["percep"] = critics.perceptual(fake_real, sim).float()

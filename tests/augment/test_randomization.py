@@ -2,9 +2,10 @@
 
 import torch
 
-from src.augment.randomization import RandomizationRanges, randomized_images
+from src.augment.randomization import randomized_images
+from src.config import RandomizationConfig
 
-RANGES = RandomizationRanges(tissue_mean=(0.0, 1.0), tissue_std=(0.0, 0.1), t1_ordering=True, bias_field_std=0.3,
+RANGES = RandomizationConfig(tissue_mean=(0.0, 1.0), tissue_std=(0.0, 0.1), t1_ordering=True, bias_field_std=0.3,
                              bias_field_grid=4, blur_sigma=(0.0, 1.0), gamma_log_std=0.3, noise_std=(0.0, 0.05))
 
 
@@ -38,7 +39,7 @@ def test_draws_differ_across_batches_and_repeat_from_a_seed():
 
 def test_t1_ordering_keeps_csf_below_gm_below_wm():
     labels = _labels(b=32)
-    ranges = RandomizationRanges(tissue_mean=(0.0, 1.0), tissue_std=(0.0, 0.0), t1_ordering=True, bias_field_std=0.0,
+    ranges = RandomizationConfig(tissue_mean=(0.0, 1.0), tissue_std=(0.0, 0.0), t1_ordering=True, bias_field_std=0.0,
                                  bias_field_grid=4, blur_sigma=(0.0, 0.0), gamma_log_std=0.0, noise_std=(0.0, 0.0))
     images = randomized_images(labels, 3, ranges, torch.Generator().manual_seed(0))[:, 0]
     for image, lab in zip(images, labels):
