@@ -1,7 +1,9 @@
-"""Test-time-augmentation uncertainty over the dihedral group, and rank agreement of uncertainty maps."""
+"""Test-time-augmentation uncertainty over the dihedral group, rank agreement of uncertainty maps, and
+split-conformal calibration of a spread map into an error bound."""
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -74,3 +76,64 @@ def spearman_correlation(map_a, map_b, max_pixels: int = 200_000, seed: int = 0)
         keep = np.random.default_rng(seed).choice(flat_a.size, size=max_pixels, replace=False)
         flat_a, flat_b = flat_a[keep], flat_b[keep]
     return float(spearmanr(flat_a, flat_b).statistic)
+
+
+# ---------------------------------------------------------------- split-conformal calibration of a spread map
+def conformal_quantile(scores, alpha: float) -> float:
+    """The split-conformal quantile of calibration scores (Vovk et al. 2005; Angelopoulos & Bates 2021, Sec. 1).
+
+    With n scores s_i = |error_i| / sigma_i, returns the ceil((n + 1)(1 - alpha))-th smallest:
+    for a new score exchangeable with the calibration ones, P(s <= k) >= 1 - alpha, and at
+    least a (1 - alpha) fraction of the calibration scores themselves is <= k.
+    scores: any shape, flattened; finite or +inf (an error where the map is 0), never NaN.
+    Returns +inf when that rank exceeds n (too few scores for the level: no finite bound covers).
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if scores.size == 0 or np.isnan(scores).any():
+        raise ValueError(f"need one or more scores without NaN, got {scores.size} scores")
+    n = scores.size
+    rank = math.ceil(round((n + 1) * (1 - alpha), 9))  # round: 10 * 0.9 is 9.000000000000002 in floats
+    if rank > n:
+        return math.inf
+    return float(np.partition(scores, rank - 1)[rank - 1])
+
+
+def normalized_scores(abs_error, sigma, sigma_floor: float):
+    """Nonconformity scores |error| / max(sigma, sigma_floor), same shape as the inputs.
+
+    The floor (in the map's units, > 0) keeps a pixel with spread 0 from giving an infinite
+    score; the calibrated bound is then k * max(sigma, sigma_floor), with the same floor.
+    """
+    if sigma_floor <= 0:
+        raise ValueError(f"sigma_floor must be > 0, got {sigma_floor}")
+    return np.asarray(abs_error, dtype=np.float64) / np.maximum(np.asarray(sigma, dtype=np.float64), sigma_floor)
+
+
+def within_bound(abs_error, sigma, k: float, sigma_floor: float):
+    """Boolean map: |error| <= k * max(sigma, sigma_floor), decided on the score as the fit decided it (the
+    product k * sigma can round below an error whose score is exactly k)."""
+    return normalized_scores(abs_error, sigma, sigma_floor) <= k
+
+
+def reliability_bins(bound, abs_error, n_bins: int, level: float) -> list[dict[str, float]]:
+    """Observed error against a predicted error bound, in `n_bins` equal-count bins of the bound.
+
+    bound, abs_error: same-shape arrays (e.g. the foreground pixels of a test set), the bound
+    predicted at coverage `level` (k * sigma). Per bin, in increasing order of the bound:
+    `predicted` = mean bound, `observed_quantile` = the `level` quantile of |error| (equal to
+    `predicted` where the bound is calibrated within the bin), `observed_mean` = mean |error|,
+    `coverage` = fraction with |error| <= bound, `count` = pixels.
+    """
+    bound = np.asarray(bound, dtype=np.float64).reshape(-1)
+    abs_error = np.asarray(abs_error, dtype=np.float64).reshape(-1)
+    if bound.shape != abs_error.shape or bound.size < n_bins:
+        raise ValueError(f"need same-size bound and error with >= {n_bins} values, got {bound.size}, {abs_error.size}")
+    order = np.argsort(bound, kind="stable")
+    rows = []
+    for part in np.array_split(order, n_bins):
+        b, e = bound[part], abs_error[part]
+        rows.append({"predicted": float(b.mean()), "observed_quantile": float(np.quantile(e, level)),
+                     "observed_mean": float(e.mean()), "coverage": float((e <= b).mean()), "count": int(part.size)})
+    return rows
