@@ -1,12 +1,13 @@
 """DVC stage `evaluate`: every number on the held-out test split, with a 95 % bootstrap interval.
 
 Super-resolution (src/evaluation/sr.py): PSNR/SSIM, data consistency, SWD/KID/FD to HR,
-TTA-uncertainty and hallucination maps. Sim-to-real (src/evaluation/sim2real.py): realism
+TTA-uncertainty and hallucination maps, the TTA spread calibrated into an error bound on the val
+split (src/evaluation/calibration.py). Sim-to-real (src/evaluation/sim2real.py): realism
 (SWD/KID/FD to real slices) and content preservation (the FCN-score of a judge U-Net trained
 on real slices only). Downstream value (src/evaluation/downstream.py): CyCADA's protocol,
 `evaluate.downstream_seeds` fresh U-Nets per training set with one recipe and budget.
 Writes metrics.json (schema: src/evaluation/schema.py), headline.json (for `dvc exp show`),
-per_slice.csv, plots/ (interval charts) and examples/.
+per_slice.csv, plots/ (interval charts, SR reliability) and examples/.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def evaluate(params: Params) -> dict:
     g_sim2real = runtime.place(load_translator(G_SIM2REAL))
     class_names = list(load_meta(SIM2REAL / "meta.json")["class_names"])
     sr_test = load_split(SR_DATA / "test.npz", ("lr", "hr", "naive"))
+    sr_val = load_split(SR_DATA / "val.npz", ("lr", "hr"))  # calibrates the uncertainty maps, never scored
     train = load_split(SIM2REAL / "train.npz", ("sim", "sim_labels", "real", "real_labels"))
     test = load_split(SIM2REAL / "test.npz", ("sim", "sim_labels", "real", "real_labels"))
     lr_img, hr_img = sr_test["lr"], sr_test["hr"]
@@ -108,8 +110,9 @@ def evaluate(params: Params) -> dict:
         translation = evaluate_translation(test["sim"], translated, test["real"], test["sim_labels"], judge,
                                            class_names, runtime, distances, s2r_draws)
         sr = evaluate_sr(lr_img, hr_img, sr_test["naive"], g_psnr, g_gan, scale, degradation, runtime, distances,
-                         sr_draws, ev.n_examples)
+                         sr_draws, ev.n_examples, sr_val["lr"], sr_val["hr"])
         Image.fromarray(sr.grid).save(examples / "sr_grid.png")
+        Image.fromarray(sr.calibration_grid).save(examples / "sr_calibration.png")
         Image.fromarray(sim2real_grid(test["sim"], translated, test["real"], translation.judge_on_translated,
                                       test["sim_labels"], ev.n_examples)).save(examples / "sim2real_grid.png")
         metrics = schema.Metrics(
@@ -128,6 +131,7 @@ def evaluate(params: Params) -> dict:
     outputs = {"per_slice.csv": per_slice.to_csv(sr.per_slice + translation.per_slice + down.per_slice, class_names),
                "plots/estimates.json": plots.to_json(plots.estimate_points(metrics)),
                "plots/differences.json": plots.to_json(plots.difference_points(metrics)),
+               "plots/reliability.json": plots.to_json(sr.reliability),
                "headline.json": schema.headline(metrics), "metrics.json": schema.to_json(metrics)}
     (OUT / "plots").mkdir(exist_ok=True)
     for name, text in outputs.items():

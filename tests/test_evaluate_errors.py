@@ -70,6 +70,9 @@ def make_tree(root: Path, n_test: int = N) -> dict[str, np.ndarray]:
     hr = torch.from_numpy(hr.clip(-1, 1).astype(np.float32)[:, None])
     lr = degrade(hr, SCALE, "kspace")
     np.savez(sr_dir / "test.npz", hr=hr.numpy(), lr=lr.numpy(), naive=naive_upsample(lr, SCALE, "kspace").numpy())
+    # val (calibrates the SR uncertainty maps): the test slices with other noise, from a separate generator
+    val_hr = (hr + torch.from_numpy(np.random.default_rng(1).normal(0, 0.05, hr.shape).astype(np.float32))).clamp(-1, 1)
+    np.savez(sr_dir / "val.npz", hr=val_hr.numpy(), lr=degrade(val_hr, SCALE, "kspace").numpy())
     (sr_dir / "meta.json").write_text(json.dumps({"scale": SCALE, "degradation": "kspace", "image_size": SIZE}))
 
     arrays = {}
@@ -253,7 +256,8 @@ def test_happy_path_without_inception_weights_names_the_fallback_feature_space(t
 
     out = tree / "pipeline/evaluate"
     assert sorted(p.name for p in out.iterdir()) == ["examples", "headline.json", "metrics.json", "per_slice.csv", "plots"]
-    assert sorted(p.name for p in (out / "examples").iterdir()) == ["sim2real_grid.png", "sr_grid.png"]
+    assert sorted(p.name for p in (out / "examples").iterdir()) == ["sim2real_grid.png", "sr_calibration.png",
+                                                                   "sr_grid.png"]
 
 
 def test_examples_folder_is_readable_like_other_stage_outputs(tree):

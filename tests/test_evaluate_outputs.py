@@ -123,3 +123,18 @@ def test_headline_repeats_metrics_values(run):
     assert s2r["vs_classical"]["translated_classical_better"] == vs.better
     gap = metrics.sim2real.downstream.translated_classical["gap_closed_fraction"]
     assert s2r["gap_closed"]["translated_classical_ci95_low"] == gap.ci95_low
+
+
+def test_uncertainty_is_calibrated_on_val_and_checked_on_test(run):
+    metrics, _, headline, _ = run
+    calibration = metrics.sr.calibration
+    assert calibration.calibration_split == "val" and calibration.n_val == N_TEST
+    for model in schema.CALIBRATED_MODELS:
+        row = getattr(calibration, model)
+        assert row["coverage_val"].value >= calibration.target_coverage  # by construction
+        assert row["k_scale"].ci95_low <= row["k_scale"].value <= row["k_scale"].ci95_high
+        assert row["k_scale"].n == N_TEST and row["coverage_test"].n == N_TEST
+    assert headline["sr"]["coverage90"]["psnr_model"] == calibration.psnr_model["coverage_test"].value
+    points = json.loads((OUT / "plots/reliability.json").read_text())
+    assert {p["method"] for p in points} == {"PSNR model (L1 only)", "GAN model (SRGAN)"}
+    assert (OUT / "examples/sr_calibration.png").is_file()

@@ -8,6 +8,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from src.evaluation.calibration import BACKGROUND
 from src.training.samples import grid, overlay_labels
 
 
@@ -30,27 +31,29 @@ def sr_grid(lr_img, naive, psnr_out, gan_out, hr_img, tta_std_gan, n: int) -> np
 
 
 def sr_calibration_grid(hr_img, output, bound, k: float, n: int) -> np.ndarray:
-    """Rows = test slices. Columns: HR | output | |output - HR| | calibrated bound k * sigma | misses (|error| > bound).
+    """Rows = test slices. Columns: HR | output | misses (|error| > bound, foreground only) | |output - HR| |
+    calibrated bound k * sigma.
 
     |error| and the bound share one colour scale in model units (images span [-1, 1]), drawn as a colour bar.
+    The bound is calibrated on the foreground (HR > -1) only; the misses column shows it dark grey.
     Returns (H, W, 3) uint8.
     """
-    error, bound = (output[:n] - hr_img[:n]).abs()[:, 0].numpy(), bound[:n, 0].numpy()
+    hr, out = hr_img[:n, 0].numpy(), output[:n, 0].numpy()
+    error, bound = np.abs(out - hr), bound[:n, 0].numpy()
+    misses = np.where(hr > BACKGROUND, np.where(error > bound, 1.0, 0.3), 0.0)
     vmax = max(float(np.quantile(error, 0.995)), float(np.quantile(bound, 0.995)), 1e-3)
     fig = Figure(figsize=(9.5, 2.0 * len(error) + 0.4), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(error), 5, squeeze=False)
-    titles = ("HR", "PSNR model", "|error|", f"bound k·σ (k = {k:.2f})", "|error| > bound")
-    for row, (hr, out, err, bnd) in enumerate(zip(hr_img[:n, 0].numpy(), output[:n, 0].numpy(), error, bound)):
-        for ax, image, kind in zip(axes[row], (hr, out, err, bnd, err > bnd), ("grey", "grey", "err", "err", "miss")):
-            shown = ax.imshow(image, cmap="gray" if kind != "err" else "magma", interpolation="nearest",
-                              vmin=-1 if kind == "grey" else 0, vmax={"grey": 1, "err": vmax, "miss": 1}[kind])
+    titles = ("HR", "PSNR model", "|error| > bound (white)", "|error|", f"bound k·σ (k = {k:.2f})")
+    for row, images in enumerate(zip(hr, out, misses, error, bound)):
+        for ax, image, kind in zip(axes[row], images, ("image", "image", "mask", "error", "error")):
+            shown = ax.imshow(image, cmap="magma" if kind == "error" else "gray", interpolation="nearest",
+                              vmin=-1.0 if kind == "image" else 0.0, vmax=vmax if kind == "error" else 1.0)
             ax.set_axis_off()
-            if kind == "err":
-                scale = shown
     for ax, title in zip(axes[0], titles):
         ax.set_title(title, fontsize=9)
-    fig.colorbar(scale, ax=axes[:, 2:4], shrink=0.8, label="intensity error (model units; images span [-1, 1])")
+    fig.colorbar(shown, ax=axes[:, 3:], shrink=0.8, label="intensity error (model units; images span [-1, 1])")
     fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 

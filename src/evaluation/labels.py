@@ -20,6 +20,16 @@ METRICS = {
     "tta_spearman_psnr_model": ("PSNR model: TTA uncertainty vs |error|", ""),
     "tta_spearman_gan_model": ("GAN model: TTA uncertainty vs |error|", ""),
     "hallucination_spearman": ("GAN model: |GAN − PSNR model| vs |error|", ""),
+    # SR calibration (sr.calibration.<model>): the bound |error| <= k·σ_TTA, fitted on val
+    "k_scale": ("k", "the scale fitted on the val split: |error| ≤ k·σ holds for at least 90 % of its foreground "
+                "pixels (split-conformal quantile); interval: k refitted on resampled val slices"),
+    "coverage_val": ("coverage, val", "fraction of val foreground pixels within the bound: ≥ 0.90 by construction"),
+    "coverage_test": ("coverage, test (target 0.90)", "fraction of test foreground pixels within the bound, pooled "
+                      "over slices: the check on slices the fit never saw"),
+    "spearman_foreground": ("Spearman ρ, foreground", "rank correlation of σ with |error| on the foreground pixels "
+                            "of each test slice, averaged; the background (where both are near 0) left out"),
+    "mean_bound": ("mean bound k·σ", "mean predicted 90 % error bound on the test foreground, model units"),
+    "mean_abs_error": ("mean |error|", "mean absolute error on the test foreground, model units"),
 }
 ROWS = {  # section path -> {row key: label}
     "sr": {"naive": "naive upsampling (baseline)", "psnr_model": "PSNR model (L1 only)",

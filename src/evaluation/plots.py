@@ -1,8 +1,10 @@
-"""Data of the interval charts: pipeline/evaluate/plots/{estimates,differences}.json.
+"""Data of the interval charts: pipeline/evaluate/plots/{estimates,differences}.json, and of the SR
+reliability plot: plots/reliability.json.
 
 One point per (metric, method) with its 95 % interval. dvc.yaml's top-level `plots:` draws
 them with src/templates/vega/bar_ci95.json (bars with error bars, one panel per
-metric), and the report redraws the same definitions.
+metric), and the report redraws the same definitions. The reliability plot (observed error
+against the calibrated bound, binned) is drawn with src/templates/vega/reliability.json.
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ def difference_points(metrics: schema.Metrics) -> list[dict]:
             points.append(_point(f"{prefix}: {label(key)} {arrow(key)}", f"{a} − {b}", item)
                           | {"verdict": verdict_text(item.better, a, b)})
     return points
+
+
+def reliability_points(bins: dict[str, list[dict]]) -> list[dict]:
+    """plots/reliability.json: per SR model and bin of its calibrated bound k * sigma on the test foreground,
+    the predicted bound against the observed error (src/metrics/uncertainty.py reliability_bins), model units."""
+    return [{"method": ROWS["sr"][model], "bin": index + 1, **{k: _finite(v) if isinstance(v, float) else v
+                                                               for k, v in row.items()}}
+            for model, rows in bins.items() for index, row in enumerate(rows)]
 
 
 def to_json(points: list[dict]) -> str:

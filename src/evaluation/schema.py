@@ -24,6 +24,9 @@ SUFFIXES = ("ci95_low", "ci95_high", "n", "std", "better")
 SR_METHODS = ("naive", "psnr_model", "gan_model")
 SR_QUALITY = ("psnr_db", "ssim", "data_consistency_psnr_db")
 UNCERTAINTY = ("tta_spearman_psnr_model", "tta_spearman_gan_model", "hallucination_spearman")
+# Split-conformal calibration of each model's TTA spread (src/evaluation/calibration.py)
+CALIBRATED_MODELS = ("psnr_model", "gan_model")
+CALIBRATION = ("k_scale", "coverage_val", "coverage_test", "spearman_foreground", "mean_bound", "mean_abs_error")
 PSNR_MODEL_VS_NAIVE = ("psnr_db", "ssim")
 GAN_VS_PSNR_MODEL = ("psnr_db", "ssim", "swd")
 REALISM_SETS = ("raw_sim", "translated_sim")
@@ -114,11 +117,24 @@ class Backbones(Frozen):
     perceptual_loss_cyclegan: str
 
 
+class Calibration(Frozen):
+    """|error| <= k * sigma_TTA, k fitted on the val split's foreground pixels for `target_coverage` of them."""
+    target_coverage: float
+    calibration_split: Literal["val"]
+    n_val: int
+    foreground: str
+    sigma: str
+    sigma_floor: float
+    psnr_model: Row
+    gan_model: Row
+
+
 class SR(Frozen):
     naive: Row
     psnr_model: Row
     gan_model: Row
     uncertainty: Row
+    calibration: Calibration
     psnr_model_vs_naive: Comparison
     gan_vs_psnr_model: Comparison
 
@@ -200,6 +216,7 @@ def expected_keys(protocol: Protocol) -> dict[str, tuple[str, ...]]:
     return {
         **{f"sr.{m}": SR_QUALITY + distances for m in SR_METHODS},
         "sr.uncertainty": UNCERTAINTY,
+        **{f"sr.calibration.{m}": CALIBRATION for m in CALIBRATED_MODELS},
         "sr.psnr_model_vs_naive": PSNR_MODEL_VS_NAIVE,
         "sr.gan_vs_psnr_model": GAN_VS_PSNR_MODEL,
         **{f"sim2real.realism.{s}": distances for s in REALISM_SETS},
@@ -284,7 +301,10 @@ def _describe(error: dict) -> str:
 # ---------------------------------------------------------------- headline metrics for `dvc exp show`
 # headline key (short, so `dvc exp show` columns stay readable) -> dotted path of the metric in metrics.json
 HEADLINE = {
+    "sr.naive.psnr_db": "sr.naive.psnr_db",   # the naive and PSNR-model points of the perception-distortion
+    "sr.naive.swd": "sr.naive.swd",           # plot (benchmarks/sweep.py)
     "sr.psnr_model.psnr_db": "sr.psnr_model.psnr_db",
+    "sr.psnr_model.swd": "sr.psnr_model.swd",
     "sr.gan.psnr_db": "sr.gan_model.psnr_db",
     "sr.gan.ssim": "sr.gan_model.ssim",
     "sr.gan.swd": "sr.gan_model.swd",
@@ -292,6 +312,8 @@ HEADLINE = {
     "sr.gan_vs_psnr_model.psnr_db": "sr.gan_vs_psnr_model.psnr_db",
     "sr.gan_vs_psnr_model.ssim": "sr.gan_vs_psnr_model.ssim",
     "sr.gan_vs_psnr_model.swd": "sr.gan_vs_psnr_model.swd",
+    "sr.coverage90.psnr_model": "sr.calibration.psnr_model.coverage_test",
+    "sr.coverage90.gan": "sr.calibration.gan_model.coverage_test",
     "s2r.translated.swd": "sim2real.realism.translated_sim.swd",
     "s2r.translated_vs_raw.swd": "sim2real.translated_vs_raw_sim.swd",
     "s2r.translated_vs_raw.judge_dice": "sim2real.translated_vs_raw_sim.judge_dice_mean_foreground",
