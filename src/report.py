@@ -21,12 +21,15 @@ from src.stage import run_stage
 DVC_YAML = Path("dvc.yaml")
 EVAL_METRICS = Path("pipeline/evaluate/metrics.json")
 EXAMPLES = Path("pipeline/evaluate/examples")
+RELIABILITY = Path("pipeline/evaluate/plots/reliability.json")
+RELIABILITY_FIELDS = ("method", "bin", "predicted", "observed_quantile", "coverage")
 SEGMENTER_METRICS = Path("pipeline/train_segmenter/metrics.json")
 SEGMENTER_SPLITS = ("val_sim", "val_real")
 OUT = Path("pipeline/report/report.html")
 DESCRIPTION = (
     "Build the pipeline report. Reads params.yaml, pipeline/evaluate/metrics.json, "
-    "pipeline/evaluate/examples/**/*.png, pipeline/train_segmenter/metrics.json and the files of dvc.yaml's "
+    "pipeline/evaluate/examples/**/*.png, pipeline/evaluate/plots/reliability.json, "
+    "pipeline/train_segmenter/metrics.json and the files of dvc.yaml's "
     "top-level plots (training curves, pipeline/evaluate/plots/*.json), relative to the current directory. "
     f"Writes one self-contained HTML file, {OUT}: metric tables with 95 % intervals and paired comparisons, "
     "backbone weights, curves, interval charts and sample grids, all images embedded. A missing input or a "
@@ -48,8 +51,8 @@ def build_page(params: Params) -> str:
         raise FileNotFoundError("missing input: " + "; ".join(missing))
     definitions = inputs.read_plot_definitions(DVC_YAML)
     plotted = {Path(path): origin(path) for definition in definitions for path in definition.y}
-    examples = {name: EXAMPLES / name for name in ("sr_grid.png", "sim2real_grid.png")}
-    missing = inputs.missing_inputs(plotted | {path: "stage evaluate" for path in examples.values()})
+    examples = {name: EXAMPLES / name for name in ("sr_grid.png", "sr_calibration.png", "sim2real_grid.png")}
+    missing = inputs.missing_inputs(plotted | {path: "stage evaluate" for path in (*examples.values(), RELIABILITY)})
     if missing:
         raise FileNotFoundError("missing input: " + "; ".join(missing))
 
@@ -57,7 +60,8 @@ def build_page(params: Params) -> str:
     segmenter = inputs.read_segmenter_scores(SEGMENTER_METRICS, SEGMENTER_SPLITS)
     pngs = {p.relative_to(EXAMPLES).as_posix(): inputs.read_png(p) for p in sorted(EXAMPLES.rglob("*.png"))}
     curves, charts = plot_figures(definitions)
-    return render(context(metrics, segmenter, as_dict(params), pngs, curves, charts))
+    reliability = inputs.read_points(RELIABILITY, RELIABILITY_FIELDS)
+    return render(context(metrics, segmenter, as_dict(params), pngs, curves, charts, reliability))
 
 
 def write_report(params: Params) -> str:

@@ -35,6 +35,15 @@ def estimate(value: float, std=None) -> dict:
     return {"value": value, "ci95_low": low, "ci95_high": high, "n": 14, "std": std}
 
 
+def fake_calibration() -> dict:
+    """sr.calibration: the fit's protocol and one row per model (k, coverages, rho, bound and error in model units)."""
+    rows = {m: {k: estimate(v) for k, v in zip(schema.CALIBRATION, values)} for m, values in (
+        ("psnr_model", (8.69451, 0.900012, 0.873421, 0.224912, 0.180912, 0.0822871)),
+        ("gan_model", (8.55743, 0.900034, 0.874812, 0.233112, 0.181134, 0.0821987)))}
+    return {"target_coverage": 0.9, "calibration_split": "val", "n_val": 14, "foreground": "HR > -1",
+            "sigma": "TTA std", "sigma_floor": 1.0e-4, **rows}
+
+
 def difference(value: float, low: float, high: float, better) -> dict:
     return {"value": value, "ci95_low": low, "ci95_high": high, "n": 14, "better": better}
 
@@ -76,6 +85,7 @@ def fake_metrics(distribution: str = "judge", weak: bool = True, kid_whole_set: 
         "sr": {**{row: {k: estimate(v) for k, v in zip(keys, values)} for row, values in sr_values.items()},
                "uncertainty": {"tta_spearman_psnr_model": estimate(0.412345), "tta_spearman_gan_model": estimate(0.351234),
                                "hallucination_spearman": estimate(0.298765)},
+               "calibration": fake_calibration(),
                "psnr_model_vs_naive": {"psnr_db": difference(2.7531, 2.1, 3.3, True),
                                        "ssim": difference(0.0642, 0.03, 0.09, True)},
                "gan_vs_psnr_model": {"psnr_db": difference(-0.11, -0.3, 0.08, "indistinguishable"),
@@ -128,6 +138,11 @@ def make_tree(root: Path, metrics: dict, tile: int = 16) -> None:
     write_metrics(root, metrics)
     evaluate = root / "pipeline/evaluate"
     write_png(evaluate / "examples/sr_grid.png", 8 * tile, 3 * tile, seed=1)
+    write_png(evaluate / "examples/sr_calibration.png", 5 * tile, 3 * tile, seed=4)
+    (evaluate / "plots/reliability.json").write_text(plots.to_json([
+        {"method": method, "bin": b + 1, "predicted": 0.05 * (b + 1), "observed_quantile": 0.1 + 0.02 * b,
+         "observed_mean": 0.05 + 0.01 * b, "coverage": 0.75 + 0.025 * b, "count": 100}
+        for method in ("PSNR model (L1 only)", "GAN model (SRGAN)") for b in range(10)]))
     write_png(evaluate / "examples/sim2real_grid.png", 5 * tile, 3 * tile, seed=2)
     write_png(evaluate / "examples/extra_panel.png", 2 * tile, tile, seed=3)
     steps = np.arange(60)
@@ -219,6 +234,12 @@ def test_every_table_shows_values_with_their_intervals(tmp_path, monkeypatch):
         "0.02123 [0.01911, 0.02336]", "3.212 [2.891, 3.534]"]
     assert not any("±" in cell for r in sr for cell in r), "no subset std beside KID"
     assert row(page.tables["sr-uncertainty"], "GAN model: TTA uncertainty vs |error|")[2] == "0.3512 [0.3161, 0.3864]"
+    calibration = page.tables["sr-calibration"]
+    assert calibration[0] == ["", "k", "coverage, val", "coverage, test (target 0.90)", "Spearman ρ, foreground",
+                              "mean bound k·σ", "mean |error|"]
+    assert row(calibration, "PSNR model (L1 only)")[1:4] == ["8.695 [7.825, 9.564]", "0.9000 [0.8100, 0.9900]",
+                                                            "0.8734 [0.7861, 0.9608]"]
+    assert {"sr-reliability", "sr_calibration-png", "sr-calibrated"} <= page.ids
 
     realism = page.tables["s2r-realism"]
     assert row(realism, "translated sim (g_sim2real)")[1:] == ["11.22 [10.10, 12.35]", "0.02346 [0.02111, 0.02580]",
@@ -304,10 +325,10 @@ def test_report_is_self_contained(tmp_path, monkeypatch):
     text, page = build(tmp_path, monkeypatch, fake_metrics())
     assert not [ref for ref in page.refs if re.match(r"\s*(https?:)?//", ref)]
     assert not re.search(r"<(script|link|iframe)\b", text) and "@import" not in text and "url(" not in text
-    # three example PNGs, one figure per dvc.yaml plot definition (three curves, two interval charts)
+    # four example PNGs, the SR reliability plot, one figure per dvc.yaml plot definition (curves, interval charts)
     definitions = yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
     assert len(definitions) == 5
-    assert len(page.images) == 3 + len(definitions)
+    assert len(page.images) == 5 + len(definitions)
     for src in page.images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
@@ -325,7 +346,7 @@ def test_figures_follow_the_plot_definitions_of_dvc_yaml(tmp_path, monkeypatch):
     assert main([]) == 0
     page = Page((tmp_path / REPORT).read_text(encoding="utf-8"))
     assert "plot-0-sr-losses" not in page.ids and "plot-0-cyclegan-losses" in page.ids
-    assert len(page.images) == 3 + len(dvc["plots"])
+    assert len(page.images) == 5 + len(dvc["plots"])
 
 
 def test_params_are_shown(tmp_path, monkeypatch):
@@ -360,6 +381,7 @@ def test_a_missing_or_unknown_section_fails_naming_key_and_file_and_writes_nothi
 @pytest.mark.parametrize("missing", [
     "pipeline/evaluate/metrics.json", "params.yaml", "pipeline/evaluate/examples", "dvc.yaml",
     "pipeline/evaluate/examples/sim2real_grid.png", "pipeline/evaluate/plots/differences.json",
+    "pipeline/evaluate/examples/sr_calibration.png", "pipeline/evaluate/plots/reliability.json",
     "pipeline/train_sr/live/plots/metrics", "pipeline/train_cyclegan/live/plots/metrics",
     "pipeline/train_cyclegan/live/plots/metrics/d_real/real_sign.tsv", "pipeline/train_segmenter/metrics.json",
 ])

@@ -84,6 +84,33 @@ def intervals_png(title: str, points: list[dict], x: str, y: str) -> bytes:
     return _png(fig)
 
 
+def reliability_png(points: list[dict], level: float) -> bytes:
+    """The SR reliability plot (plots/reliability.json, src/templates/vega/reliability.json): per model, the
+    observed `level` quantile of |error| against the predicted bound k·σ, per bin, beside the diagonal; and
+    each bin's coverage against the target `level`."""
+    fig = MplFigure(figsize=(10, 3.8), dpi=100, layout="constrained")
+    bound_ax, coverage_ax = fig.subplots(1, 2)
+    methods = list(dict.fromkeys(p["method"] for p in points))
+    for method in methods:
+        group = [p for p in points if p["method"] == method]
+        predicted = np.array([_number(p["predicted"]) for p in group])
+        bound_ax.plot(predicted, [_number(p["observed_quantile"]) for p in group], marker="o", lw=1.4, label=method)
+        coverage_ax.plot([p["bin"] for p in group], [_number(p["coverage"]) for p in group], marker="o", lw=1.4,
+                         label=method)
+    top = max(max(_number(p["predicted"]), _number(p["observed_quantile"])) for p in points)
+    bound_ax.plot([0, top], [0, top], color="grey", ls="--", lw=1, label="calibrated in every bin")
+    bound_ax.set_xlabel("predicted bound k·σ, bin mean (model units)")
+    bound_ax.set_ylabel(f"observed {level:.0%} quantile of |error|")
+    coverage_ax.axhline(level, color="grey", ls="--", lw=1, label=f"target {level:.0%}")
+    coverage_ax.set_xlabel("bin of the predicted bound (equal pixel counts, low → high)")
+    coverage_ax.set_ylabel("fraction of pixels within the bound")
+    for ax in (bound_ax, coverage_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle("SR uncertainty: reliability of the calibrated bound on the test foreground", fontsize=12)
+    return _png(fig)
+
+
 def _number(value) -> float:
     return float("nan") if value is None else float(value)
 

@@ -9,7 +9,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from src.evaluation import schema
 from src.reporting import tables
-from src.reporting.figures import Figure, curves_png, figure, intervals_png, png_size
+from src.reporting.figures import Figure, curves_png, figure, intervals_png, png_size, reliability_png
 from src.reporting.inputs import PlotDefinition, SegmenterScores, read_points, read_tsv
 
 INTERVAL_TEMPLATE = "bar_ci95.json"  # dvc.yaml plots drawn with it are interval charts; the others are curves
@@ -20,6 +20,11 @@ EXAMPLE_CAPTIONS = {
         "(spread of its outputs over test-time augmentations) | |GAN − PSNR model| (hallucination map: detail "
         "the GAN adds that the pixel-loss model does not). Bright error and bright uncertainty in the same "
         "places is what a useful uncertainty map looks like."),
+    "sr_calibration.png": (
+        "The PSNR model's calibrated uncertainty on test slices, one slice per row. Columns: HR | PSNR model | "
+        "foreground pixels whose error exceeds the bound (white; about 10 % if the bound holds) | |PSNR model − HR| "
+        "| the bound k·σ_TTA. The last two share the colour bar, in units of intensity error: model units, where "
+        "the image range [−1, 1] spans 2. A useful map is bright where the error is."),
     "sim2real_grid.png": (
         "Sim-to-real on test slices, one slice per row. Columns: simulated input | translated by g_sim2real | "
         "the real slice of the same anatomy | the judge segmenter's labels on the translated slice | the "
@@ -61,8 +66,9 @@ def _series_name(path: str) -> str:
 
 
 def context(metrics: schema.Metrics, segmenter: SegmenterScores, params: dict, examples: dict[str, tuple[bytes, tuple]],
-            curves: list[Figure], charts: list[Figure]) -> dict:
-    """Everything the template shows. Every metrics.json section is required: the schema has checked them."""
+            curves: list[Figure], charts: list[Figure], reliability: list[dict]) -> dict:
+    """Everything the template shows. Every metrics.json section is required: the schema has checked them.
+    `reliability`: the points of pipeline/evaluate/plots/reliability.json."""
     protocol, sr, s2r = metrics.protocol, metrics.sr, metrics.sim2real
     kid_key, fd_key = schema.distance_keys(protocol.feature_space)
     grids = {name: figure(*examples[name], name, caption, name.replace(".", "-"))
@@ -76,6 +82,9 @@ def context(metrics: schema.Metrics, segmenter: SegmenterScores, params: dict, e
         "backbones": backbones, "weak": weak,
         "sr_quality": tables.estimate_table("sr-metrics", sr, "sr", schema.SR_QUALITY + ("swd", kid_key, fd_key)),
         "sr_uncertainty": tables.labelled_estimates_table("sr-uncertainty", sr.uncertainty, "Spearman ρ ↑ [95 %]"),
+        "calibration": sr.calibration,
+        "sr_calibration": tables.calibration_table("sr-calibration", sr.calibration),
+        "sr_reliability": _reliability_figure(reliability, sr.calibration.target_coverage),
         "sr_comparisons": tables.comparison_table("sr-comparisons", {p: schema.section(metrics, p) for p in (
             "sr.psnr_model_vs_naive", "sr.gan_vs_psnr_model")}),
         "realism": tables.estimate_table("s2r-realism", s2r.realism, "sim2real.realism", ("swd", kid_key, fd_key)),
@@ -87,6 +96,7 @@ def context(metrics: schema.Metrics, segmenter: SegmenterScores, params: dict, e
             "sim2real.downstream_vs_sim_only.real_oracle")}),
         "gap": tables.interval_text(s2r.downstream.translated_sim["gap_closed_fraction"]),
         "sr_grid": grids["sr_grid.png"], "sim2real_grid": grids["sim2real_grid.png"],
+        "sr_calibration_grid": grids["sr_calibration.png"],
         "extra_examples": [figure(data, size, name, f"{name} (pipeline/evaluate/examples)", f"example-{name}")
                            for name, (data, size) in examples.items() if name not in EXAMPLE_CAPTIONS],
         "segmenter_dice": tables.segmenter_dice_table(segmenter.dice),
@@ -96,6 +106,17 @@ def context(metrics: schema.Metrics, segmenter: SegmenterScores, params: dict, e
                                                  | {"wall_time_s (evaluate stage)": metrics.wall_time_s}),
         "params_tables": tables.params_tables(params),
     }
+
+
+def _reliability_figure(points: list[dict], level: float) -> Figure:
+    png = reliability_png(points, level)
+    return figure(png, png_size(png), "SR reliability plot", (
+        f"Reliability of the calibrated bound on the test foreground (pipeline/evaluate/plots/reliability.json). "
+        f"Pixels are sorted by their predicted bound k·σ into bins of equal size. Left: the observed {level:.0%} "
+        f"quantile of |error| in each bin against the bin's mean bound, in model units; on the diagonal, the bound "
+        f"is right in that bin, above it the bound is too small. Right: the fraction of each bin's pixels within "
+        f"the bound; the target is {level:.0%} in every bin, only the overall fraction is guaranteed."),
+        "sr-reliability")
 
 
 def render(page_context: dict) -> str:

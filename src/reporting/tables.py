@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 from src.evaluation.labels import COMPARISONS, ROWS, arrow, label, meaning, verdict_text
-from src.evaluation.schema import Comparison, Row
+from src.evaluation.schema import CALIBRATED_MODELS, CALIBRATION, Calibration, Comparison, Row
 
 BACKBONE_ROLES = {
     "distribution_features": "features of the distribution metrics (KID, FD)",
@@ -114,6 +114,14 @@ def labelled_estimates_table(table_id: str, row: Row, value_heading: str) -> Tab
     """One row per metric key: its label, the key, `value [interval]` (e.g. the uncertainty maps)."""
     body = [[Cell(label(k)), Cell(k, "code"), Cell(interval_text(item), "num")] for k, item in row.items()]
     return Table(table_id, ["map vs error", "key", value_heading], body)
+
+
+def calibration_table(table_id: str, calibration: Calibration) -> Table:
+    """One row per SR model: k, the coverage of k·σ on val and test, rank agreement and the bound's size."""
+    body = [[Cell(ROWS["sr"][m])] + [Cell(interval_text(getattr(calibration, m)[k]), "num") for k in CALIBRATION]
+            for m in CALIBRATED_MODELS]
+    return Table(table_id, ["", *map(label, CALIBRATION)], body,
+                 legend=[(label(k), meaning(k)) for k in CALIBRATION])
 
 
 def key_value_table(table_id: str, items: dict[str, object]) -> Table:
