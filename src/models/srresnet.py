@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from src.data.degrade import DEGRADATIONS, naive_upsample
+from src.data.degrade import DEGRADATIONS, data_consistent, naive_upsample
 
 
 def _init_scaled_kaiming(conv: nn.Conv2d, scale: float = 0.1) -> None:
@@ -47,16 +47,23 @@ class SRResNet(nn.Module):
     scale: a power of 2 (>= 2); one conv + PixelShuffle(2) stage per factor 2 (Shi et al.
     2016). degradation: "kspace" or "bicubic", selecting the global skip. No output tanh:
     the residual may push values past [-1, 1]; evaluation clamps, training does not.
+    data_consistency (k-space only): keep only the residual's unmeasured frequencies
+    (`data_consistent`), so the output re-degrades to the LR input exactly (float32 output).
     """
 
-    def __init__(self, scale: int, degradation: str, channels: int = 64, blocks: int = 16, in_channels: int = 1) -> None:
+    def __init__(self, scale: int, degradation: str, channels: int = 64, blocks: int = 16, in_channels: int = 1,
+                 data_consistency: bool = False) -> None:
         super().__init__()
         if scale < 2 or scale & (scale - 1):
             raise ValueError(f"scale must be a power of 2 (2, 4, 8, ...), got {scale}")
         if degradation not in DEGRADATIONS:
             raise ValueError(f"unknown degradation {degradation!r}; expected one of {DEGRADATIONS}")
+        if data_consistency and degradation != "kspace":
+            raise ValueError(f"data_consistency projects onto measured k-space; it has no exact form for "
+                             f"{degradation!r} degradation")
         self.scale = scale
         self.degradation = degradation
+        self.data_consistency = data_consistency
         self.conv_first = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.body = nn.Sequential(*[ResidualBlockNoBN(channels) for _ in range(blocks)])
         self.conv_body = nn.Conv2d(channels, channels, 3, padding=1)
@@ -85,4 +92,6 @@ class SRResNet(nn.Module):
         feat = self.lrelu(self.conv_first(lr_img))
         trunk = self.conv_body(self.body(feat)) + feat
         residual = self.conv_last(self.lrelu(self.conv_hr(self.upsample(trunk))))
+        if self.data_consistency:
+            return data_consistent(naive_img, residual, self.scale)
         return naive_img + residual
