@@ -19,11 +19,12 @@ from pathlib import Path
 from PIL import Image
 
 from src.atomic import staged_dir, write_text
+from src.augment.randomization import randomized_images
 from src.config import Params
 from src.data.prepared import PREPARED, load_meta, load_split
 from src.evaluation import per_slice, plots, schema
 from src.evaluation.distances import DistanceMetrics
-from src.evaluation.downstream import score_downstream, train_downstream
+from src.evaluation.downstream import TrainingSet, score_downstream, train_downstream
 from src.evaluation.examples import sim2real_grid
 from src.evaluation.intervals import Resamples
 from src.evaluation.models import load_sr_generator, load_translator
@@ -44,12 +45,12 @@ SR_DATA = PREPARED / "sr"
 SIM2REAL = PREPARED / "sim2real"
 G_PSNR = Path("pipeline/train_sr/g_psnr.pt")
 G_GAN = Path("pipeline/train_sr/g_gan.pt")
-G_SIM2REAL = Path("pipeline/train_cyclegan/g_sim2real.pt")
+TRANSLATORS = {source: Path(f"pipeline/train_cyclegan/{source}/g_sim2real.pt") for source in ("sim", "classical")}
 DESCRIPTION = (
     "Evaluate on the test split. Reads data/prepared/{sr,sim2real}/, pipeline/train_sr/{g_psnr,g_gan}.pt, "
-    "pipeline/train_cyclegan/g_sim2real.pt, pipeline/weights/ and params.yaml (seed, train.amp, segmenter, evaluate). Trains "
-    "evaluate.downstream_seeds U-Nets per downstream row (sim only, translated sim, real oracle; the first oracle "
-    "is the judge). Writes pipeline/evaluate/: metrics.json, headline.json, per_slice.csv, plots/*.json, examples/.")
+    "pipeline/train_cyclegan/{sim,classical}/g_sim2real.pt, pipeline/weights/ and params.yaml (seed, train.amp, "
+    "segmenter, evaluate). Trains evaluate.downstream_seeds U-Nets per downstream row (sim only, classical, "
+    "randomized, translated sim, translated classical, real oracle; the first oracle is the judge). Writes pipeline/evaluate/: metrics.json, headline.json, per_slice.csv, plots/*.json, examples/.")
 
 
 def evaluate(params: Params) -> dict:
@@ -63,20 +64,24 @@ def evaluate(params: Params) -> dict:
     sr_meta = load_meta(SR_DATA / "meta.json")
     scale, degradation = int(sr_meta["scale"]), sr_meta["degradation"]
     g_psnr, g_gan = (runtime.place(load_sr_generator(p, scale, degradation)) for p in (G_PSNR, G_GAN))
-    g_sim2real = runtime.place(load_translator(G_SIM2REAL))
+    translators = {source: runtime.place(load_translator(path)) for source, path in TRANSLATORS.items()}
     class_names = list(load_meta(SIM2REAL / "meta.json")["class_names"])
     sr_test = load_split(SR_DATA / "test.npz", ("lr", "hr", "naive"))
     sr_val = load_split(SR_DATA / "val.npz", ("lr", "hr"))  # calibrates the uncertainty maps, never scored
-    train = load_split(SIM2REAL / "train.npz", ("sim", "sim_labels", "real", "real_labels"))
-    test = load_split(SIM2REAL / "test.npz", ("sim", "sim_labels", "real", "real_labels"))
+    train = load_split(SIM2REAL / "train.npz", ("sim", "classical", "sim_labels", "real", "real_labels"))
+    test = load_split(SIM2REAL / "test.npz", ("sim", "classical", "sim_labels", "real", "real_labels"))
     lr_img, hr_img = sr_test["lr"], sr_test["hr"]
     if lr_img.shape[-1] * scale != hr_img.shape[-1] or lr_img.shape[-2] * scale != hr_img.shape[-2]:
         raise ValueError(f"{SR_DATA / 'test.npz'}: LR {tuple(lr_img.shape[-2:])} x{scale} does not give HR "
                          f"{tuple(hr_img.shape[-2:])}")
     if train["sim"].shape[-1] % 4 or test["sim"].shape[-1] % 4:
         raise ValueError(f"{SIM2REAL}: image size {test['sim'].shape[-1]} is not divisible by 4 (generator strides)")
-    translated_train, translated = (predict(g_sim2real, x, runtime, ev.batch_size).clamp(-1, 1)
-                                    for x in (train["sim"], test["sim"]))
+    # Each split's renderings of the sim labels: the simulator's, the classical translation's, and
+    # the CycleGAN's from each of those two inputs.
+    renderings = {split: {"raw_sim": data["sim"], "classical": data["classical"],
+                          **{f"translated_{source}": predict(g, data[source], runtime, ev.batch_size).clamp(-1, 1)
+                             for source, g in translators.items()}}
+                  for split, data in (("train", train), ("test", test))}
 
     encoder_file = weight_file(WEIGHTS_DIR, "resnet18", use="The downstream/judge U-Net encoders") \
         if recipe.encoder == "resnet18" else None
@@ -87,10 +92,18 @@ def evaluate(params: Params) -> dict:
         return runtime.place(model), init
 
     seeds = [params.seed + k for k in range(ev.downstream_seeds)]
-    trained = train_downstream({"sim_only": (train["sim"], train["sim_labels"]),
-                                "translated_sim": (translated_train, train["sim_labels"]),
-                                "real_oracle": (train["real"], train["real_labels"])},
-                               fresh_unet, recipe, ev.downstream_steps, seeds, train_runtime)
+    def randomize(labels, draws):  # SynthSeg-style: a fresh image from every batch's label crops
+        return randomized_images(labels, len(class_names) - 1, ev.randomization, draws)
+
+    sim_labels = train["sim_labels"]
+    trained = train_downstream({
+        "sim_only": TrainingSet(train["sim"], sim_labels),
+        "classical": TrainingSet(train["classical"], sim_labels),
+        "randomized": TrainingSet(train["sim"], sim_labels, randomize),
+        "translated_sim": TrainingSet(renderings["train"]["translated_sim"], sim_labels),
+        "translated_classical": TrainingSet(renderings["train"]["translated_classical"], sim_labels),
+        "real_oracle": TrainingSet(train["real"], train["real_labels"]),
+    }, fresh_unet, recipe, ev.downstream_steps, seeds, train_runtime)
     judge = trained.models["real_oracle"][0]  # the real oracle of the first seed, never used in any loss
 
     inception_file = weight_file(WEIGHTS_DIR, "inception_fid", use="FID/KID")
@@ -107,25 +120,28 @@ def evaluate(params: Params) -> dict:
     with staged_dir(OUT / "examples") as examples:
         down = score_downstream(trained.models, test["real"], test["real_labels"], class_names, seeds, runtime,
                                 s2r_draws, params.seed, ev.batch_size)
-        translation = evaluate_translation(test["sim"], translated, test["real"], test["sim_labels"], judge,
-                                           class_names, runtime, distances, s2r_draws)
+        translation = evaluate_translation(renderings["test"], test["real"], test["sim_labels"], test["real_labels"],
+                                           judge, class_names, runtime, distances, s2r_draws)
         sr = evaluate_sr(lr_img, hr_img, sr_test["naive"], g_psnr, g_gan, scale, degradation, runtime, distances,
                          sr_draws, ev.n_examples, sr_val["lr"], sr_val["hr"])
         Image.fromarray(sr.grid).save(examples / "sr_grid.png")
         Image.fromarray(sr.calibration_grid).save(examples / "sr_calibration.png")
-        Image.fromarray(sim2real_grid(test["sim"], translated, test["real"], translation.judge_on_translated,
-                                      test["sim_labels"], ev.n_examples)).save(examples / "sim2real_grid.png")
+        s2r_grid, _ = sim2real_grid(renderings["test"], test["real"], translation.judge_labels["translated_classical"],
+                                    test["sim_labels"], ev.n_examples)
+        Image.fromarray(s2r_grid).save(examples / "sim2real_grid.png")
         metrics = schema.Metrics(
             protocol=build_protocol(ev, recipe, params.seed, len(hr_img), len(test["real"]), scale, DATA_RANGE,
                                     class_names, space, seeds, trained.steps_per_segmenter),
             backbones=schema.Backbones(
                 distribution_features=space_note, judge_encoder=trained.encoder_init,
                 perceptual_loss_sr=load_weights(G_GAN)["meta"].get("vgg_backbone", "unknown"),
-                perceptual_loss_cyclegan=load_weights(G_SIM2REAL)["meta"].get("vgg_backbone", "unknown")),
+                perceptual_loss_cyclegan=load_weights(TRANSLATORS["classical"])["meta"].get("vgg_backbone", "unknown")),
             sr=sr.section,
             sim2real=schema.Sim2Real(realism=translation.realism, content=translation.content,
                                      translated_vs_raw_sim=translation.translated_vs_raw_sim,
-                                     downstream=down.downstream, downstream_vs_sim_only=down.vs_sim_only),
+                                     translated_classical_vs_classical=translation.translated_classical_vs_classical,
+                                     downstream=down.downstream, downstream_vs_sim_only=down.vs_sim_only,
+                                     downstream_vs_classical=down.vs_classical),
             wall_time_s=round(time.perf_counter() - started, 1),
         )
     outputs = {"per_slice.csv": per_slice.to_csv(sr.per_slice + translation.per_slice + down.per_slice, class_names),

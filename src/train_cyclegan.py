@@ -5,7 +5,7 @@ raw simulator rendering) or `classical` (the same after blur + foreground histog
 src/data/classical.py), one DVC stage per input (train_cyclegan@sim, train_cyclegan@classical).
 Reads data/prepared/sim2real/{train,val}.npz, pipeline/train_segmenter/segmenter.pt (frozen,
 semantic loss), pipeline/weights/ (VGG19) and params.yaml (seed, train.device/amp/resume/
-max_nan_retries, train.lambda_*, train.cyclegan). Writes pipeline/train_cyclegan/<input>/:
+max_nan_retries, train.lambda_*, train.cyclegan, data.train_fraction). Writes pipeline/train_cyclegan/<input>/:
 g_sim2real.pt, g_real2sim.pt, config.json, checkpoint/last.pt (full state for resume) and live/
 (dvclive metrics.json summary, loss plots, sample grids).
 """
@@ -20,6 +20,7 @@ import torch
 from src.checksum import sha256
 from src.config import ConfigError, Params, as_dict, fingerprint
 from src.data.prepared import PREPARED, load_meta, load_split
+from src.data.subset import train_subset
 from src.models.cyclegan import ResnetGenerator
 from src.models.discriminators import PatchDiscriminator
 from src.pretrained import perceptual_loss
@@ -58,6 +59,10 @@ def train(params: Params, source: str = "classical") -> dict[str, float]:
     data, val = ({("sim" if k == source else k): v for k, v in load_split(SIM2REAL / f"{split}.npz",
                                                                           (source, "sim_labels", "real")).items()}
                  for split in ("train", "val"))
+    # data.train_fraction (data-scarcity experiments): nested subsets of the sim and of the real slices.
+    keep = {key: torch.from_numpy(train_subset(len(data[key]), params.data.train_fraction, params.seed + offset))
+            for key, offset in (("sim", 0), ("real", 1))}
+    data = {key: images[keep["real" if key == "real" else "sim"]] for key, images in data.items()}
     if cfg.crop_size > data["sim"].shape[-1]:
         raise ConfigError(f"train.cyclegan.crop_size: {cfg.crop_size} is larger than the prepared images "
                           f"({data['sim'].shape[-1]} px)")
@@ -91,7 +96,7 @@ def train(params: Params, source: str = "classical") -> dict[str, float]:
     run_fingerprint = fingerprint({k: v for k, v in as_dict(cfg).items() if k not in NOT_FINGERPRINTED},
                                   {k: getattr(train_cfg, k) for k in ("lambda_adv", "lambda_cycle", "lambda_identity",
                                                                       "lambda_percep", "lambda_semantic")},
-                                  params.seed, source, sha256(SIM2REAL / "train.npz"), sha256(SEGMENTER_FILE), vgg_backbone,
+                                  params.seed, source, params.data.train_fraction, sha256(SIM2REAL / "train.npz"), sha256(SEGMENTER_FILE), vgg_backbone,
                                   runtime.amp, runtime.device.type)  # a change of precision or device starts fresh
 
     def sample():
@@ -111,7 +116,9 @@ def train(params: Params, source: str = "classical") -> dict[str, float]:
             scheduler.step()
         return stats
 
-    resolved = {"seed": params.seed, "input": source, "train": {k: v for k, v in as_dict(train_cfg).items() if k != "sr"},
+    resolved = {"seed": params.seed, "input": source, "train_fraction": params.data.train_fraction,
+                "train_counts": {key: len(index) for key, index in keep.items()},
+                "train": {k: v for k, v in as_dict(train_cfg).items() if k != "sr"},
                 "vgg_backbone": vgg_backbone, "segmenter": segmenter_meta}
     with training_run(out, state, run_fingerprint, train_cfg.resume, resolved, runtime) as run:
         run.fit(step_fn, LoopSettings(total_steps=cfg.steps, log_every=cfg.log_every, sample_every=cfg.sample_every,

@@ -58,10 +58,15 @@ def fake_metrics(distribution: str = "judge", weak: bool = True, kid_whole_set: 
     keys = ("psnr_db", "ssim", "data_consistency_psnr_db", "swd", kid, fd)
     dice = lambda a, b, c, std=None: {"CSF": estimate(a, std), "GM": estimate(b, std), "WM": estimate(c, std),  # noqa: E731
                                       "mean_foreground": estimate(round((a + b + c) / 3, 6), std)}
-    downstream = {"sim_only": dice(0.31234, 0.41234, 0.51234, 0.0123), "translated_sim": dice(0.38765, 0.46543, 0.55432, 0.0234),
+    downstream = {"sim_only": dice(0.31234, 0.41234, 0.51234, 0.0123), "classical": dice(0.40111, 0.50111, 0.60111, 0.02),
+                  "randomized": dice(0.30123, 0.40123, 0.50123, 0.03),
+                  "translated_sim": dice(0.38765, 0.46543, 0.55432, 0.0234),
+                  "translated_classical": dice(0.45678, 0.55678, 0.65678, 0.0156),
                   "real_oracle": dice(0.61234, 0.70123, 0.80123, 0.0345)}
-    for row, gap in zip(downstream, (0.0, 0.412345, 1.0)):
+    for row, gap in zip(downstream, (0.0, 0.55, -0.03, 0.412345, 0.76543, 1.0)):
         downstream[row]["gap_closed_fraction"] = estimate(gap)
+    distances = lambda a, b, c: {"swd": estimate(a), kid: estimate(b), fd: estimate(c)}  # noqa: E731
+    versus = lambda v, lo, hi, better: {"mean_foreground": difference(v, lo, hi, better)}  # noqa: E731
     return {
         "protocol": {
             "split": "test", "seed": 42, "n_sr_test": 14, "n_sim2real_test": 14, "crop_border": 4, "data_range": 2.0,
@@ -92,15 +97,28 @@ def fake_metrics(distribution: str = "judge", weak: bool = True, kid_whole_set: 
                                      "ssim": difference(-0.0333, -0.05, -0.01, False),
                                      "swd": difference(-4.4443, -6.0, -2.5, True)}},
         "sim2real": {
-            "realism": {"raw_sim": {"swd": estimate(25.4321), kid: estimate(0.0876543), fd: estimate(9.87654)},
-                        "translated_sim": {"swd": estimate(11.2233), kid: estimate(0.0234567), fd: estimate(4.56789)}},
+            "realism": {"raw_sim": distances(25.4321, 0.0876543, 9.87654), "classical": distances(14.321, 0.0345, 5.4321),
+                        "translated_sim": distances(11.2233, 0.0234567, 4.56789),
+                        "translated_classical": distances(9.8765, 0.0198765, 3.9876)},
             "content": {"judge_on_raw_sim": dice(0.51234, 0.61234, 0.71234),
-                        "judge_on_translated_sim": dice(0.48766, 0.59876, 0.69876)},
+                        "judge_on_classical": dice(0.50123, 0.60123, 0.70123),
+                        "judge_on_translated_sim": dice(0.48766, 0.59876, 0.69876),
+                        "judge_on_translated_classical": dice(0.49876, 0.60987, 0.70987),
+                        "judge_on_real": dice(0.52345, 0.62345, 0.72345)},
             "translated_vs_raw_sim": {"swd": difference(-14.2, -20.0, -8.0, True),
                                       "judge_dice_mean_foreground": difference(-0.0232, -0.05, 0.004, "indistinguishable")},
+            "translated_classical_vs_classical": {"swd": difference(-4.4, -6.0, -2.0, True),
+                                                  "judge_dice_mean_foreground": difference(0.002, -0.01, 0.01,
+                                                                                           "indistinguishable")},
             "downstream": downstream,
-            "downstream_vs_sim_only": {"translated_sim": {"mean_foreground": difference(0.0607, -0.01, 0.12, "indistinguishable")},
-                                       "real_oracle": {"mean_foreground": difference(0.2931, 0.2, 0.38, True)}},
+            "downstream_vs_sim_only": {"classical": versus(0.09, 0.03, 0.15, True),
+                                       "randomized": versus(-0.01, -0.05, 0.03, "indistinguishable"),
+                                       "translated_sim": versus(0.0607, -0.01, 0.12, "indistinguishable"),
+                                       "translated_classical": versus(0.145, 0.09, 0.2, True),
+                                       "real_oracle": versus(0.2931, 0.2, 0.38, True)},
+            "downstream_vs_classical": {"randomized": versus(-0.1, -0.15, -0.05, False),
+                                        "translated_sim": versus(-0.03, -0.08, 0.02, "indistinguishable"),
+                                        "translated_classical": versus(0.055, 0.01, 0.1, True)},
         },
         "wall_time_s": 123.0,
     }
@@ -151,7 +169,7 @@ def make_tree(root: Path, metrics: dict, tile: int = 16) -> None:
     write_tsv(sr / "g/adv.tsv", "adv", 0.7 + 0.1 * np.sin(steps))
     write_tsv(sr / "d/adv.tsv", "adv", 1.3 - 0.1 * np.sin(steps))
     write_tsv(sr / "d/real_sign.tsv", "real_sign", np.linspace(0, 0.6, 60))
-    cyclegan = root / "pipeline/train_cyclegan/live/plots/metrics"
+    cyclegan = root / "pipeline/train_cyclegan/classical/live/plots/metrics"
     write_tsv(cyclegan / "g/cycle.tsv", "cycle", [1.0, 0.8, 0.6, 0.5, 0.45])
     write_tsv(cyclegan / "g/adv.tsv", "adv", [0.5, 0.4, 0.45, 0.42, 0.4])
     write_tsv(cyclegan / "d_real/adv.tsv", "adv", [0.3, 0.25, 0.24, 0.22, 0.2])
@@ -242,19 +260,24 @@ def test_every_table_shows_values_with_their_intervals(tmp_path, monkeypatch):
     assert {"sr-reliability", "sr_calibration-png", "sr-calibrated"} <= page.ids
 
     realism = page.tables["s2r-realism"]
-    assert row(realism, "translated sim (g_sim2real)")[1:] == ["11.22 [10.10, 12.35]", "0.02346 [0.02111, 0.02580]",
+    assert row(realism, "CycleGAN on raw sim")[1:] == ["11.22 [10.10, 12.35]", "0.02346 [0.02111, 0.02580]",
                                                              "4.568 [4.111, 5.025]"]
     content = page.tables["s2r-content"]
     assert content[0] == ["", "CSF ↑", "GM ↑", "WM ↑", "mean (foreground) ↑"]
-    assert row(content, "judge on translated sim")[1] == "0.4877 [0.4389, 0.5364]"
+    assert row(content, "judge on CycleGAN(raw sim)")[1] == "0.4877 [0.4389, 0.5364]"
     downstream = page.tables["s2r-downstream"]
-    assert downstream[0][-1] == "gap closed ↑"
-    assert [r[0] for r in downstream[1:]] == ["trained on raw sim (baseline)", "trained on translated sim (g_sim2real)",
-                                              "trained on real labels (oracle)"]
+    assert downstream[0][-2:] == ["gap closed ↑", "vs classical (mean foreground, paired)"]
+    assert [r[0] for r in downstream[1:]] == [
+        "trained on raw sim (baseline)", "trained on classical (blur + histogram matching)",
+        "trained on SynthSeg-style randomisation", "trained on CycleGAN(raw sim)", "trained on CycleGAN(classical)",
+        "trained on real labels (oracle)"]
     assert row(downstream, "trained on raw sim (baseline)")[1] == "0.3123 ± 0.01230 [0.2811, 0.3436]"
-    assert row(downstream, "trained on translated sim (g_sim2real)")[-1] == "0.4123 [0.3711, 0.4536]"
+    assert row(downstream, "trained on CycleGAN(raw sim)")[-2] == "0.4123 [0.3711, 0.4536]"
+    # The paired verdict against the classical baseline, per row.
+    assert [r[-1] for r in downstream[1:]] == ["", "(the baseline)", "worse than classical",
+                                               "not distinguishable from classical", "better than classical", ""]
     assert "steps_per_segmenter" not in text.split('id="protocol"')[0], "the budget belongs to the protocol"
-    assert "0.4123 [0.3711, 0.4536]" in re.sub(r"<[^>]+>", "", text.split('id="gap-closed"')[1])
+    assert "0.7654 [0.6889, 0.8420]" in re.sub(r"<[^>]+>", "", text.split('id="gap-closed"')[1])
     assert row(page.tables["segmenter-dice"], "validation, real slices")[1] == "0.5556"
     assert ["split", "test"] in page.tables["protocol"]
     assert ["downstream.steps_per_segmenter.sim_only", "250"] in page.tables["protocol"]
@@ -270,8 +293,10 @@ def test_a_difference_whose_interval_contains_zero_is_not_a_win(tmp_path, monkey
     assert by_metric[("GAN model − PSNR model", "SWD ↓")][1] == "GAN model better"
     assert by_metric[("PSNR model − naive upsampling", "PSNR (dB) ↑")] == ["+2.753 [+2.100, +3.300]", "PSNR model better"]
     s2r = {(r[0], r[1]): r[3] for r in page.tables["s2r-comparisons"][1:]}
-    assert s2r[("translated sim − raw sim", "judge Dice (mean foreground) ↑")] == "not distinguishable"
-    assert s2r[("trained on translated sim − trained on raw sim", "mean (foreground) ↑")] == "not distinguishable"
+    assert s2r[("CycleGAN(raw sim) − raw sim", "judge Dice (mean foreground) ↑")] == "not distinguishable"
+    assert s2r[("trained on CycleGAN(raw sim) − trained on raw sim", "mean (foreground) ↑")] == "not distinguishable"
+    assert s2r[("trained on CycleGAN(classical) − trained on classical", "mean (foreground) ↑")] == \
+        "trained on CycleGAN(classical) better"
     assert s2r[("trained on real labels − trained on raw sim", "mean (foreground) ↑")] == "trained on real labels better"
 
 
@@ -345,7 +370,7 @@ def test_figures_follow_the_plot_definitions_of_dvc_yaml(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main([]) == 0
     page = Page((tmp_path / REPORT).read_text(encoding="utf-8"))
-    assert "plot-0-sr-losses" not in page.ids and "plot-0-cyclegan-losses" in page.ids
+    assert "plot-0-sr-losses" not in page.ids and "plot-0-cyclegan-classical-input-losses" in page.ids
     assert len(page.images) == 5 + len(dvc["plots"])
 
 
@@ -382,8 +407,8 @@ def test_a_missing_or_unknown_section_fails_naming_key_and_file_and_writes_nothi
     "pipeline/evaluate/metrics.json", "params.yaml", "pipeline/evaluate/examples", "dvc.yaml",
     "pipeline/evaluate/examples/sim2real_grid.png", "pipeline/evaluate/plots/differences.json",
     "pipeline/evaluate/examples/sr_calibration.png", "pipeline/evaluate/plots/reliability.json",
-    "pipeline/train_sr/live/plots/metrics", "pipeline/train_cyclegan/live/plots/metrics",
-    "pipeline/train_cyclegan/live/plots/metrics/d_real/real_sign.tsv", "pipeline/train_segmenter/metrics.json",
+    "pipeline/train_sr/live/plots/metrics", "pipeline/train_cyclegan/classical/live/plots/metrics",
+    "pipeline/train_cyclegan/classical/live/plots/metrics/d_real/real_sign.tsv", "pipeline/train_segmenter/metrics.json",
 ])
 def test_missing_input_exits_1_naming_it_and_writes_nothing(tmp_path, monkeypatch, capsys, missing):
     make_tree(tmp_path, fake_metrics())

@@ -29,11 +29,15 @@ CALIBRATED_MODELS = ("psnr_model", "gan_model")
 CALIBRATION = ("k_scale", "coverage_val", "coverage_test", "spearman_foreground", "mean_bound", "mean_abs_error")
 PSNR_MODEL_VS_NAIVE = ("psnr_db", "ssim")
 GAN_VS_PSNR_MODEL = ("psnr_db", "ssim", "swd")
-REALISM_SETS = ("raw_sim", "translated_sim")
-CONTENT_SETS = ("judge_on_raw_sim", "judge_on_translated_sim")
-TRANSLATED_VS_RAW_SIM = ("swd", "judge_dice_mean_foreground")
-DOWNSTREAM_ROWS = ("sim_only", "translated_sim", "real_oracle")
+# Sim-to-real renderings of the test sims: the simulator's, the classical translation's (blur +
+# histogram matching), and the CycleGAN's from each of those two inputs.
+REALISM_SETS = ("raw_sim", "classical", "translated_sim", "translated_classical")
+# judge_on_real: the judge on real test slices against their own labels, the bar a translation is held to.
+CONTENT_SETS = (*(f"judge_on_{s}" for s in REALISM_SETS), "judge_on_real")
+TRANSLATED_VS_INPUT = ("swd", "judge_dice_mean_foreground")  # each translator against its own input
+DOWNSTREAM_ROWS = ("sim_only", "classical", "randomized", "translated_sim", "translated_classical", "real_oracle")
 DOWNSTREAM_VS_SIM_ONLY = ("mean_foreground",)
+DOWNSTREAM_VS_CLASSICAL_ROWS = ("randomized", "translated_sim", "translated_classical")
 
 
 class Frozen(BaseModel):
@@ -141,31 +145,51 @@ class SR(Frozen):
 
 class Realism(Frozen):
     raw_sim: Row
+    classical: Row
     translated_sim: Row
+    translated_classical: Row
 
 
 class Content(Frozen):
     judge_on_raw_sim: Row
+    judge_on_classical: Row
     judge_on_translated_sim: Row
+    judge_on_translated_classical: Row
+    judge_on_real: Row
 
 
 class Downstream(Frozen):
     sim_only: Row
+    classical: Row
+    randomized: Row
     translated_sim: Row
+    translated_classical: Row
     real_oracle: Row
 
 
 class DownstreamVsSimOnly(Frozen):
+    classical: Comparison
+    randomized: Comparison
     translated_sim: Comparison
+    translated_classical: Comparison
     real_oracle: Comparison
+
+
+class DownstreamVsClassical(Frozen):
+    """Does a row beat the classical baseline? (A row whose interval straddles 0 is "not distinguishable".)"""
+    randomized: Comparison
+    translated_sim: Comparison
+    translated_classical: Comparison
 
 
 class Sim2Real(Frozen):
     realism: Realism
     content: Content
     translated_vs_raw_sim: Comparison
+    translated_classical_vs_classical: Comparison
     downstream: Downstream
     downstream_vs_sim_only: DownstreamVsSimOnly
+    downstream_vs_classical: DownstreamVsClassical
 
 
 class Metrics(Frozen):
@@ -221,9 +245,11 @@ def expected_keys(protocol: Protocol) -> dict[str, tuple[str, ...]]:
         "sr.gan_vs_psnr_model": GAN_VS_PSNR_MODEL,
         **{f"sim2real.realism.{s}": distances for s in REALISM_SETS},
         **{f"sim2real.content.{s}": dice for s in CONTENT_SETS},
-        "sim2real.translated_vs_raw_sim": TRANSLATED_VS_RAW_SIM,
+        "sim2real.translated_vs_raw_sim": TRANSLATED_VS_INPUT,
+        "sim2real.translated_classical_vs_classical": TRANSLATED_VS_INPUT,
         **{f"sim2real.downstream.{r}": (*dice, "gap_closed_fraction") for r in DOWNSTREAM_ROWS},
         **{f"sim2real.downstream_vs_sim_only.{r}": DOWNSTREAM_VS_SIM_ONLY for r in DOWNSTREAM_ROWS[1:]},
+        **{f"sim2real.downstream_vs_classical.{r}": DOWNSTREAM_VS_SIM_ONLY for r in DOWNSTREAM_VS_CLASSICAL_ROWS},
     }
 
 
@@ -314,12 +340,16 @@ HEADLINE = {
     "sr.gan_vs_psnr_model.swd": "sr.gan_vs_psnr_model.swd",
     "sr.coverage90.psnr_model": "sr.calibration.psnr_model.coverage_test",
     "sr.coverage90.gan": "sr.calibration.gan_model.coverage_test",
-    "s2r.translated.swd": "sim2real.realism.translated_sim.swd",
-    "s2r.translated_vs_raw.swd": "sim2real.translated_vs_raw_sim.swd",
-    "s2r.translated_vs_raw.judge_dice": "sim2real.translated_vs_raw_sim.judge_dice_mean_foreground",
-    "s2r.downstream.translated_dice": "sim2real.downstream.translated_sim.mean_foreground",
-    "s2r.downstream.gap_closed": "sim2real.downstream.translated_sim.gap_closed_fraction",
-    "s2r.downstream.translated_vs_sim_only_dice": "sim2real.downstream_vs_sim_only.translated_sim.mean_foreground",
+    "s2r.swd.classical": "sim2real.realism.classical.swd",
+    "s2r.swd.translated_sim": "sim2real.realism.translated_sim.swd",
+    "s2r.swd.translated_classical": "sim2real.realism.translated_classical.swd",
+    "s2r.judge_dice.translated_classical": "sim2real.content.judge_on_translated_classical.mean_foreground",
+    "s2r.judge_dice.real": "sim2real.content.judge_on_real.mean_foreground",
+    "s2r.gap_closed.classical": "sim2real.downstream.classical.gap_closed_fraction",
+    "s2r.gap_closed.randomized": "sim2real.downstream.randomized.gap_closed_fraction",
+    "s2r.gap_closed.translated_sim": "sim2real.downstream.translated_sim.gap_closed_fraction",
+    "s2r.gap_closed.translated_classical": "sim2real.downstream.translated_classical.gap_closed_fraction",
+    "s2r.vs_classical.translated_classical": "sim2real.downstream_vs_classical.translated_classical.mean_foreground",
 }
 
 

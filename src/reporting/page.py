@@ -26,10 +26,13 @@ EXAMPLE_CAPTIONS = {
         "| the bound k·σ_TTA. The last two share the colour bar, in units of intensity error: model units, where "
         "the image range [−1, 1] spans 2. A useful map is bright where the error is."),
     "sim2real_grid.png": (
-        "Sim-to-real on test slices, one slice per row. Columns: simulated input | translated by g_sim2real | "
-        "the real slice of the same anatomy | the judge segmenter's labels on the translated slice | the "
-        "simulator's labels. The judge's labels should follow the simulator's: if not, the translation changed "
-        "content, not just appearance."),
+        "Sim-to-real on test slices, one slice per row. Columns: raw simulation | the CycleGAN trained on raw sim, "
+        "applied to it | |translated − input| | the classical rendering (blur + histogram matching) | the CycleGAN "
+        "trained on classical renderings, applied to it | |translated − input| | the real slice of the same "
+        "anatomy | the judge segmenter's labels on CycleGAN(classical) | the simulator's labels. Both change maps "
+        "share one colour scale, in model units (the image range [−1, 1] spans 2): black means the translator "
+        "left the pixel alone. The judge's labels should follow the simulator's: if not, the translation "
+        "changed content, not just appearance."),
 }
 
 
@@ -89,12 +92,14 @@ def context(metrics: schema.Metrics, segmenter: SegmenterScores, params: dict, e
             "sr.psnr_model_vs_naive", "sr.gan_vs_psnr_model")}),
         "realism": tables.estimate_table("s2r-realism", s2r.realism, "sim2real.realism", ("swd", kid_key, fd_key)),
         "content": tables.estimate_table("s2r-content", s2r.content, "sim2real.content", dice_keys),
-        "downstream": tables.estimate_table("s2r-downstream", s2r.downstream, "sim2real.downstream",
-                                            (*dice_keys, "gap_closed_fraction")),
+        "downstream": tables.downstream_table("s2r-downstream", s2r.downstream, s2r.downstream_vs_classical,
+                                              (*dice_keys, "gap_closed_fraction")),
         "s2r_comparisons": tables.comparison_table("s2r-comparisons", {p: schema.section(metrics, p) for p in (
-            "sim2real.translated_vs_raw_sim", "sim2real.downstream_vs_sim_only.translated_sim",
-            "sim2real.downstream_vs_sim_only.real_oracle")}),
-        "gap": tables.interval_text(s2r.downstream.translated_sim["gap_closed_fraction"]),
+            "sim2real.translated_vs_raw_sim", "sim2real.translated_classical_vs_classical",
+            *(f"sim2real.downstream_vs_classical.{row}" for row in schema.DOWNSTREAM_VS_CLASSICAL_ROWS),
+            *(f"sim2real.downstream_vs_sim_only.{row}" for row in schema.DOWNSTREAM_ROWS[1:]))}),
+        "gap": tables.interval_text(s2r.downstream.translated_classical["gap_closed_fraction"]),
+        "gap_classical": tables.interval_text(s2r.downstream.classical["gap_closed_fraction"]),
         "sr_grid": grids["sr_grid.png"], "sim2real_grid": grids["sim2real_grid.png"],
         "sr_calibration_grid": grids["sr_calibration.png"],
         "extra_examples": [figure(data, size, name, f"{name} (pipeline/evaluate/examples)", f"example-{name}")
