@@ -126,11 +126,15 @@ class DataConfig:
     percentiles: tuple[Float, Float]
     split_fractions: tuple[PosFloat, PosFloat, PosFloat]
     split_gap: NonNegInt
+    leakage: Literal["fail", "drop"]  # held-out slices copying another split's (src/data/leakage.py)
+    max_volume_mib: PosFloat  # a volume larger than this as float32 is refused from its header, unread
     sim_fraction: Annotated[float, Strict(), Field(gt=0, lt=1)]
     sim_block: PosInt
     scale: Annotated[Literal[2, 4, 8], BeforeValidator(_int_only)]
     degradation: Literal["kspace", "bicubic"]
     lr_noise_std: NonNegFloat
+    classical_blur_sigma: NonNegFloat  # px; the classical sim-to-real baseline's partial-volume blur
+    train_fraction: Annotated[float, Strict(), Field(gt=0, le=1)]  # of the train slices the GANs see (nested subsets)
     sim: SimConfig
 
     @model_validator(mode="after")
@@ -178,7 +182,9 @@ class SRTrainConfig:
     g_channels: PosInt
     d_channels: PosInt
     d_layers: PosInt
+    data_consistency: Bool  # k-space only: the output keeps the measured k-space band exactly
     psnr_steps: PosInt
+    warmup_steps: NonNegInt  # linear lr warm-up of the PSNR phase, then cosine decay
     gan_steps: NonNegInt
     lr_psnr: PosFloat
     lr_gan: PosFloat
@@ -211,6 +217,7 @@ class CycleGANTrainConfig:
     g_blocks: PosInt
     g_channels: PosInt
     residual: Bool
+    reconstruction_beta: NonNegFloat  # cycle/identity loss: Huber with this beta; 0 = plain L1
     d_channels: PosInt
     d_layers: PosInt
     steps: PosInt
@@ -250,6 +257,30 @@ class TrainConfig:
     cyclegan: CycleGANTrainConfig
 
 
+Range = tuple[NonNegFloat, NonNegFloat]
+
+
+@frozen_section
+class RandomizationConfig:
+    """SynthSeg-style ranges of the `randomized` downstream row (src/augment/randomization.py)."""
+
+    tissue_mean: Range      # per-tissue mean intensity on a [0, 1] scale
+    tissue_std: Range       # within-tissue std (texture)
+    t1_ordering: Bool       # sort the drawn means so CSF < GM < WM
+    bias_field_std: NonNegFloat
+    bias_field_grid: Annotated[int, Strict(), Field(ge=2)]
+    blur_sigma: Range       # px
+    gamma_log_std: NonNegFloat
+    noise_std: Range
+
+    @model_validator(mode="after")
+    def _check(self) -> RandomizationConfig:
+        for name in ("tissue_mean", "tissue_std", "blur_sigma", "noise_std"):
+            low, high = getattr(self, name)
+            _require(low <= high, name, f"must be [low, high] with low <= high, got {[low, high]}")
+        return self
+
+
 @frozen_section
 class EvaluateConfig:
     device: Device
@@ -260,6 +291,7 @@ class EvaluateConfig:
     kid_subset_size: Annotated[int, Strict(), Field(ge=2)]  # the unbiased MMD estimate needs pairs
     downstream_steps: PosInt
     downstream_seeds: PosInt
+    randomization: RandomizationConfig
     bootstrap_resamples: PosInt
     bootstrap_set_resamples: PosInt
     n_examples: PosInt
