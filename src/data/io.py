@@ -4,7 +4,9 @@ Supported inputs (`find_inputs`, `load_volume`):
 
     *.nii, *.nii.gz        NIfTI volume (NibabelReader, reoriented to the closest canonical RAS)
     *.dcm                  one DICOM file (PydicomReader): a 2-D image or a multi-frame volume
-    <folder>/ of DICOM     one DICOM series (PydicomReader; slices ordered by InstanceNumber)
+    <folder>/ of DICOM     one DICOM series, all or nothing (`read_series`): every file a DICOM image of
+                           one SeriesInstanceUID, ordered by InstanceNumber (or by position along the
+                           slice normal when no file has one); a file that breaks this is named
     *.png, *.tif, *.tiff   one 2-D grey image, 8- or 16-bit (PILReader; colour is averaged to grey)
 
 Array convention. Volumes are 3-D and x-first, as MONAI's readers return them (axis 0 runs
@@ -17,16 +19,22 @@ are applied by the reader).
 
 Every failure is a `DataError` whose message starts with the offending path, so a user can
 find the file: unreadable/corrupt/truncated files, unsupported types, empty or missing
-folders, non-finite voxels, label problems, shape mismatches, too-small images.
+folders, non-finite voxels, label problems, shape mismatches, too-small images. A NIfTI
+header is checked against the file's size and against a memory limit before any voxel is
+read (`check_nifti`): a 100-byte file declaring an 8 GiB volume is refused, not allocated.
 """
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pydicom
 from monai.data import NibabelReader, PILReader, PydicomReader
+from pydicom.pixels import apply_rescale
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 DICOM_SUFFIXES = (".dcm",)
@@ -100,6 +108,107 @@ def find_inputs(folder: Path | str) -> list[Path]:
     return inputs
 
 
+def check_nifti(path: Path, max_mib: float | None = None) -> None:
+    """Read only the header of a NIfTI file; DataError when its volume (as float32) exceeds `max_mib`
+    (data.max_volume_mib) or when the file holds fewer bytes than the header declares."""
+    try:
+        header = nib.load(path).header  # the voxel data stays on disk
+        shape = tuple(int(n) for n in header.get_data_shape())
+        dtype = np.dtype(header.get_data_dtype())
+        offset = int(header.get_data_offset())
+    except Exception as err:  # noqa: BLE001 - any header failure means an unreadable file
+        raise DataError(f"{path}: cannot read NIfTI file (corrupt, truncated or not this format): "
+                        f"{type(err).__name__}: {err}") from None
+    voxels = int(np.prod(shape, dtype=np.float64))
+    if max_mib is not None and voxels * 4 > max_mib * 2 ** 20:
+        size = voxels * 4 / 2 ** 20
+        raise DataError(f"{path}: its header declares a {'x'.join(map(str, shape))} volume, {size:,.1f} MiB as "
+                        f"float32, over data.max_volume_mib = {max_mib:g}; raise that limit if the volume is real, else "
+                        "the header is corrupt")
+    needed = offset + voxels * dtype.itemsize
+    if _suffix(path) == ".nii":
+        held = path.stat().st_size
+    else:  # count the decompressed bytes without keeping them, stopping at what the header needs
+        held = 0
+        try:
+            with gzip.open(path, "rb") as f:
+                while held < needed and (chunk := f.read(min(1 << 22, needed - held))):
+                    held += len(chunk)
+        except (OSError, EOFError, zlib.error):
+            pass  # cut inside the gzip stream: `held` is what could be read
+    if held < needed:
+        raise DataError(f"{path}: truncated: holds {held:,} bytes of NIfTI data, but its header declares a "
+                        f"{'x'.join(map(str, shape))} volume of {dtype} needing {needed:,}")
+
+
+def read_series(folder: Path) -> np.ndarray:
+    """One DICOM series folder as a float32 array (cols, rows, slices), rescale slope/intercept applied.
+
+    All or nothing: DataError naming the file when a file is not a DICOM image, belongs to
+    another SeriesInstanceUID, has neither an InstanceNumber nor a position (or repeats
+    another file's), or differs in size. A series is never read one slice short.
+    """
+    files = _series_files(folder)
+    slices = []
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f)
+        except Exception as err:  # noqa: BLE001 - any reader failure means an unreadable file
+            raise DataError(f"{f}: cannot read DICOM file (corrupt, truncated or not this format): "
+                            f"{type(err).__name__}: {err}") from None
+        if "PixelData" not in ds:
+            raise DataError(f"{f}: no pixel data (a DICOM file that is not an image) in the series folder {folder}")
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            raise DataError(f"{f}: a multi-frame file inside a series folder; give it on its own, outside a folder")
+        slices.append((f, ds))
+    first_file, first = slices[0]
+    series = first.get("SeriesInstanceUID")
+    for f, ds in slices:
+        if ds.get("SeriesInstanceUID") != series or series is None:
+            raise DataError(f"{f}: SeriesInstanceUID {ds.get('SeriesInstanceUID')} differs from {first_file.name}'s "
+                            f"{series}: a series folder holds the files of one series; put each series in its own "
+                            "folder")
+        if (ds.Rows, ds.Columns) != (first.Rows, first.Columns):
+            raise DataError(f"{f}: {ds.Rows}x{ds.Columns} pixels, but {first_file.name} has "
+                            f"{first.Rows}x{first.Columns}: not one series")
+    slices = sorted(slices, key=_slice_order_key(slices))
+    try:
+        planes = [np.asarray(apply_rescale(ds.pixel_array, ds), dtype=np.float32).T for _, ds in slices]
+    except Exception as err:  # noqa: BLE001 - undecodable pixel data
+        raise DataError(f"{folder}: cannot decode the pixel data of its DICOM files: {type(err).__name__}: {err}") \
+            from None
+    return np.stack(planes, axis=-1)
+
+
+def _slice_order_key(slices: list):
+    """Sort key placing each (file, dataset) in the series: InstanceNumber when every file has one, else the
+    position along the slice normal when every file has a position and orientation. DataError otherwise, or
+    when two files share a place."""
+    def position(ds) -> float:
+        row, col = np.asarray(ds.ImageOrientationPatient[:3], float), np.asarray(ds.ImageOrientationPatient[3:], float)
+        return float(np.dot(np.cross(row, col), np.asarray(ds.ImagePositionPatient, float)))
+
+    def placed(ds) -> bool:
+        return "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds
+
+    if all(ds.get("InstanceNumber") is not None for _, ds in slices):
+        key, name = (lambda item: int(item[1].InstanceNumber)), "InstanceNumber"
+    elif all(placed(ds) for _, ds in slices):
+        key, name = (lambda item: position(item[1])), "position along the slice normal"
+    else:
+        unnumbered = [f for f, ds in slices if ds.get("InstanceNumber") is None]
+        f = ([f for f, ds in slices if ds.get("InstanceNumber") is None and not placed(ds)] or unnumbered)[0]
+        raise DataError(f"{f}: has no InstanceNumber (nor ImagePositionPatient with ImageOrientationPatient), so "
+                        "its place in the series is unknown; every file of a series needs one")
+    seen: dict = {}
+    for f, ds in slices:
+        place = key((f, ds))
+        if place in seen:
+            raise DataError(f"{f}: has the same {name} ({place:g}) as {seen[place].name}: a slice exported twice?")
+        seen[place] = f
+    return key
+
+
 def _grey(image):
     """PIL converter: colour and palette images to one grey channel; 8/16-bit grey kept as is."""
     if image.mode in ("L", "I", "I;16", "I;16B", "I;16L", "F"):
@@ -107,23 +216,22 @@ def _grey(image):
     return image.convert("L")
 
 
-def _read(path: Path) -> np.ndarray:
+def _read(path: Path, max_mib: float | None = None) -> np.ndarray:
     if path.is_dir():
-        _series_files(path)
-        reader = PydicomReader()
-        kind = "DICOM series"
+        return read_series(path)
+    suffix = _suffix(path)
+    if suffix in NIFTI_SUFFIXES:
+        reader, kind = NibabelReader(as_closest_canonical=True), "NIfTI file"
+    elif suffix in DICOM_SUFFIXES:
+        reader, kind = PydicomReader(), "DICOM file"
+    elif suffix in IMAGE_SUFFIXES:
+        reader, kind = PILReader(converter=_grey), "image file"
     else:
-        suffix = _suffix(path)
-        if suffix in NIFTI_SUFFIXES:
-            reader, kind = NibabelReader(as_closest_canonical=True), "NIfTI file"
-        elif suffix in DICOM_SUFFIXES:
-            reader, kind = PydicomReader(), "DICOM file"
-        elif suffix in IMAGE_SUFFIXES:
-            reader, kind = PILReader(converter=_grey), "image file"
-        else:
-            raise DataError(f"{path}: unsupported file type (supported: {', '.join(SUPPORTED)})")
-        if not path.exists():
-            raise DataError(f"{path}: file not found")
+        raise DataError(f"{path}: unsupported file type (supported: {', '.join(SUPPORTED)})")
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if suffix in NIFTI_SUFFIXES:
+        check_nifti(path, max_mib)
     try:
         array, _ = reader.get_data(reader.read(path))
         array = np.asarray(array, dtype=np.float32)
@@ -138,15 +246,16 @@ def _read(path: Path) -> np.ndarray:
     return array
 
 
-def load_volume(path: Path | str) -> np.ndarray:
+def load_volume(path: Path | str, max_mib: float | None = None) -> np.ndarray:
     """Read one input as a float32 3-D array (x-first; 2-D images as (W, H, 1)).
 
     Trailing singleton dimensions (a 4-D NIfTI with one frame) are dropped. Raises
     DataError (message starts with `path`) for unreadable files, other dimensionalities,
-    empty arrays and NaN/Inf voxels.
+    empty arrays and NaN/Inf voxels, and for a NIfTI file whose header declares more than
+    `max_mib` MiB as float32 (data.max_volume_mib) or more bytes than the file holds.
     """
     path = Path(path)
-    array = _read(path)
+    array = _read(path, max_mib)
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim == 2:
@@ -161,11 +270,11 @@ def load_volume(path: Path | str) -> np.ndarray:
     return array
 
 
-def load_labels(path: Path | str, num_classes: int) -> np.ndarray:
+def load_labels(path: Path | str, num_classes: int, max_mib: float | None = None) -> np.ndarray:
     """Read a label map as uint8 (same layout as `load_volume`); values must be the
     integers 0 .. num_classes - 1."""
     path = Path(path)
-    array = load_volume(path)
+    array = load_volume(path, max_mib)
     rounded = np.rint(array)
     if not np.array_equal(rounded, array):
         raise DataError(f"{path}: label map holds non-integer values")

@@ -45,6 +45,7 @@ class Volume:
     image: np.ndarray
     foreground: np.ndarray
     labels: np.ndarray | None
+    note: str | None = None   # how the volume was restricted before slicing (manifest: splits.notes)
 
 
 def _probability(vol: np.ndarray, path: Path) -> np.ndarray:
@@ -67,8 +68,8 @@ def read_mni152(folder: Path, data: DataConfig) -> tuple[list[Volume], list[Path
     for path in paths.values():
         if not path.exists():
             raise DataError(f"{path}: file not found (run `python -m src.template` first)")
-    vols = {name: load_volume(path) for name, path in tqdm(paths.items(), desc="reading mni152", unit="file",
-                                                             file=sys.stderr)}
+    vols = {name: load_volume(path, data.max_volume_mib)
+            for name, path in tqdm(paths.items(), desc="reading mni152", unit="file", file=sys.stderr)}
     t1 = vols["t1"]
     check_min_size(paths["t1"], t1.shape, data.axes, data.image_size // data.scale)
     probs = {}
@@ -81,7 +82,16 @@ def read_mni152(folder: Path, data: DataConfig) -> tuple[list[Volume], list[Path
     labels = tissue_labels(probs["gm"], probs["wm"], mask)
     image = _normalise(t1, mask, data.percentiles, paths["t1"])
     source = f"argmax(csf, gm, wm) of {paths['gm']} and {paths['wm']} inside the derived brain mask"
-    return [Volume("mni152", paths["t1"], source, image, mask, labels)], list(paths.values())
+    note = None
+    if tuple(data.axes) == (0,) and all(np.array_equal(v, v[::-1]) for v in vols.values()):
+        # The 2009a *symmetric* template: sagittal slice x is slice -x exactly, so slabs cut along axis 0
+        # would put each val slice's twin in test (and train). Slice one hemisphere, midline included.
+        mid = t1.shape[0] // 2
+        mask = mask.copy()
+        mask[:mid] = False
+        note = (f"hemisphere: {paths['t1']} is left-right symmetric, so with data.axes [0] only sagittal slices "
+                f"{mid}..{t1.shape[0] - 1} (midline and right hemisphere) are used: the others are their mirror twins")
+    return [Volume("mni152", paths["t1"], source, image, mask, labels, note)], list(paths.values())
 
 
 def _match_labels(images: list[Path], label_dir: Path) -> list[Path]:
@@ -103,10 +113,10 @@ def read_folder_volumes(image_dir: Path, label_dir: Path | None, data: DataConfi
     labels = _match_labels(images, label_dir) if label_dir is not None else [None] * len(images)
     volumes, files = [], []
     for image_path, label_path in tqdm(list(zip(images, labels)), desc=desc, unit="vol", file=sys.stderr):
-        vol = load_volume(image_path)
+        vol = load_volume(image_path, data.max_volume_mib)
         check_min_size(image_path, vol.shape, data.axes, data.image_size // data.scale)
         if label_path is not None:
-            lab = load_labels(label_path, NUM_CLASSES)
+            lab = load_labels(label_path, NUM_CLASSES, data.max_volume_mib)
             check_same_shape(image_path, vol, label_path, lab)
             mask = lab > 0
             if not mask.any():

@@ -17,16 +17,24 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def synthetic_head(shape=(40, 44, 36), seed=0) -> tuple[np.ndarray, np.ndarray]:
-    """(T1-like image float32, labels uint8 0 bg / 1 CSF / 2 GM / 3 WM), same shape."""
+    """(T1-like image float32, labels uint8 0 bg / 1 CSF / 2 GM / 3 WM), same shape.
+
+    Egg-shaped along axis 2 with one ventricle off the midline, and with radii drawn from the
+    seed: no slice repeats along an axis and every seed is another head, as in real data
+    (prepare's leakage check would flag mirror-symmetric or identical heads, rightly).
+    """
     grid = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
-    r = np.sqrt(sum((g / a) ** 2 for g, a in zip(grid, (0.85, 0.9, 0.8))))
+    rng = np.random.default_rng(seed)
+    radii = np.array([0.85, 0.9, 0.8]) * (1 + 0.1 * rng.uniform(-1, 1, 3))
+    egg = 1 + 0.25 * grid[2]  # the head widens along axis 2
+    r = np.sqrt((grid[0] / radii[0]) ** 2 + (grid[1] / (radii[1] * egg)) ** 2 + (grid[2] / radii[2]) ** 2)
     labels = np.zeros(shape, np.uint8)
     labels[r < 1.0] = 1
     labels[r < 0.85] = 2
     labels[r < 0.6] = 3
-    ventricles = sum((g / a) ** 2 for g, a in zip((np.abs(grid[0]) - 0.15, grid[1], grid[2]), (0.08, 0.25, 0.15))) < 1
-    labels[ventricles] = 1
-    rng = np.random.default_rng(seed)
+    centre = (0.15, rng.uniform(-0.1, 0.1), 0.2)
+    ventricle = sum(((g - c) / a) ** 2 for g, c, a in zip(grid, centre, (0.1, 0.25, 0.15))) < 1
+    labels[ventricle] = 1
     image = np.choose(labels, [0.0, 30.0, 75.0, 110.0]) + rng.normal(0, 2.0, shape)
     image[labels == 0] = np.abs(rng.normal(0, 2.0, (labels == 0).sum()))
     return image.astype(np.float32), labels
@@ -37,8 +45,13 @@ def write_nifti(path: Path, array: np.ndarray) -> Path:
     return path
 
 
-def write_dicom(path: Path, pixels: np.ndarray, instance: int = 1, z: float = 0.0) -> Path:
-    """A minimal valid MR Image Storage file with 16-bit unsigned pixel data (rows, cols)."""
+def write_dicom(path: Path, pixels: np.ndarray, instance: int | None = 1, z: float | None = 0.0,
+                series_uid: str | None = None) -> Path:
+    """A minimal valid MR Image Storage file with 16-bit unsigned pixel data (rows, cols).
+
+    Files written into one folder share a SeriesInstanceUID (derived from the folder) unless
+    `series_uid` says otherwise; `instance=None` / `z=None` leave out InstanceNumber /
+    ImagePositionPatient."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
@@ -53,10 +66,13 @@ def write_dicom(path: Path, pixels: np.ndarray, instance: int = 1, z: float = 0.
     ds.Modality = "MR"
     ds.PatientName = "Phantom^Test"
     ds.PatientID = "0"
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.InstanceNumber = instance
-    ds.ImagePositionPatient = [0.0, 0.0, float(z)]
+    folder = str(Path(path).resolve().parent)
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=["study", folder])
+    ds.SeriesInstanceUID = series_uid or generate_uid(entropy_srcs=["series", folder])
+    if instance is not None:
+        ds.InstanceNumber = instance
+    if z is not None:
+        ds.ImagePositionPatient = [0.0, 0.0, float(z)]
     ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     ds.PixelSpacing = [1.0, 1.0]
     ds.SliceThickness = 1.0
