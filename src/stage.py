@@ -47,6 +47,9 @@ def run_stage(name: str, description: str, recipe: Callable[..., Any], argv: lis
     except (*EXPECTED_ERRORS, *expected) as err:
         print(f"error: {name}: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: every output is as its last complete (atomic) write left it
+        print(f"error: {name}: interrupted", file=sys.stderr)
+        return 130
     if isinstance(summary, dict):
         for key, value in summary.items():
             log.info("%s: %s = %s", name, key, f"{value:.4f}" if isinstance(value, float) else value)

@@ -13,6 +13,7 @@ from src.models.segmenter import build_unet
 from src.pretrained import weight_file
 from src.stage import run_stage
 from src.training.checkpoint import save_weights
+from src.training.lock import LOCK_NAME, die_with_parent, output_lock
 from src.training.runtime import make_runtime, seed_everything
 from src.training.segmentation import dice_report, fit_segmenter, predict_labels
 
@@ -28,6 +29,13 @@ def segmenter_meta(params: Params, n_classes: int, encoder_weights: str) -> dict
 
 
 def train(params: Params) -> dict:
+    """The stage's recipe, holding pipeline/train_segmenter's lock: one trainer per output folder."""
+    with output_lock(OUT / LOCK_NAME, "train_segmenter", OUT):
+        die_with_parent()
+        return fit_and_save(params)
+
+
+def fit_and_save(params: Params) -> dict:
     started = time.perf_counter()
     cfg = params.segmenter
     seed_everything(params.seed)

@@ -7,6 +7,7 @@ make a resumed CPU run bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import random
@@ -95,12 +96,50 @@ def restore(state: TrainState, blob: bytes) -> None:
     state.load_state_dict(torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True))
 
 
-def save_checkpoint(path: Path, state: TrainState, fingerprint: str) -> None:
-    """Atomic: written to a temporary file and renamed, so a kill never leaves half a checkpoint."""
+class CheckpointError(ValueError):
+    """A checkpoint or weights file that cannot be written or must not be used; the message names the file."""
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_full(err: BaseException) -> bool:
+    """ENOSPC/EDQUOT anywhere in the chain (torch's zip writer re-raises an OSError as a RuntimeError)."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in DISK_FULL or "No space left on device" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def save_atomic(path: Path, obj: Any) -> None:
+    """torch.save `obj` to a temporary file beside `path`, then rename it over `path`.
+
+    A kill never leaves half a file and the previous `path` stays until the new one is
+    complete. When the write fails the temporary file is removed; a full disk is a
+    CheckpointError saying so (the previous file is intact), anything else re-raises.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"fingerprint": fingerprint, "state": state.state_dict()}, tmp)
-    os.replace(tmp, path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, Exception) and _disk_full(err):
+            previous = "the previous one is intact" if path.exists() else "there was no previous one"
+            raise CheckpointError(f"{path}: the disk is full (no space left on device) while writing it; "
+                                  f"{previous}. Free space and run the stage again") from err
+        raise
+
+
+def save_checkpoint(path: Path, state: TrainState, fingerprint: str) -> None:
+    """Atomic (see `save_atomic`), so a kill or a full disk never leaves half a checkpoint."""
+    save_atomic(path, {"fingerprint": fingerprint, "state": state.state_dict()})
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -108,16 +147,13 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"{path}: corrupt or unreadable training checkpoint: {type(err).__name__}: {err}; "
-                         f"delete it or set train.resume: false") from None
+        raise CheckpointError(f"{path}: corrupt or unreadable training checkpoint: {type(err).__name__}: {err}; "
+                              f"delete it or set train.resume: false") from None
 
 
 def save_weights(path: Path, net: nn.Module, meta: dict) -> None:
-    """Save a network's weights for later stages (atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}, "meta": meta}, tmp)
-    os.replace(tmp, path)
+    """Save a network's weights for later stages (atomic, see `save_atomic`)."""
+    save_atomic(path, {"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}, "meta": meta})
 
 
 def load_weights(path: Path) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from src.training.checkpoint import TrainState, load_checkpoint, restore, save_checkpoint, snapshot
+from src.training.checkpoint import CheckpointError, TrainState, load_checkpoint, restore, save_checkpoint, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -104,18 +104,33 @@ def _whole_row(row: list[str], width: int) -> bool:
     return True
 
 
-def try_resume(state: TrainState, checkpoint_path: Path, fingerprint: str, resume: bool) -> bool:
-    """Load the checkpoint when resuming is allowed and its params fingerprint matches."""
+def try_resume(state: TrainState, checkpoint_path: Path, fingerprint: str, resume: bool,
+               stage: str = "training") -> bool:
+    """Load the checkpoint when resuming is allowed and its params fingerprint matches.
+
+    A checkpoint with the right fingerprint whose state does not fit `state` (the code of a
+    network changed, say) is a CheckpointError naming the file, the stage and the two ways out.
+    """
     if not checkpoint_path.exists():
         return False
     if not resume:
         log.info("train.resume is false: ignoring %s and starting fresh", checkpoint_path)
         return False
     checkpoint = load_checkpoint(checkpoint_path)
+    if not isinstance(checkpoint, dict) or not {"fingerprint", "state"} <= set(checkpoint):
+        raise CheckpointError(f"{checkpoint_path}: not a training checkpoint of this project (no fingerprint and "
+                              f"state); delete it or set train.resume: false")
     if checkpoint["fingerprint"] != fingerprint:
         log.info("training params or data changed since %s was written: starting fresh", checkpoint_path)
         return False
-    state.load_state_dict(checkpoint["state"])
+    try:
+        state.load_state_dict(checkpoint["state"])
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+        reason = " ".join(line.strip() for line in str(err).strip().splitlines()[:2]) or type(err).__name__
+        raise CheckpointError(
+            f"{checkpoint_path}: the {stage} checkpoint does not fit the networks of this code "
+            f"({type(err).__name__}: {reason}); the code changed since it was written: delete it to start fresh, "
+            f"or set train.resume: false") from None
     log.info("resuming from %s at step %d (phase %r)", checkpoint_path, state.step, state.phase)
     return True
 
@@ -140,45 +155,47 @@ def fit(
     retries = 0
     window: dict[str, list[float]] = defaultdict(list)
     bar = tqdm(total=settings.total_steps, initial=state.step, desc=settings.desc, dynamic_ncols=True)
-    while state.step < settings.total_steps:
-        step = state.step
-        stats = step_fn(step)
-        bad = [k for k, v in stats.items() if not math.isfinite(v)]
-        if bad:
-            retries += 1
-            if retries > settings.max_nan_retries:
-                bar.close()
-                raise NonFiniteLossError(
-                    f"{settings.desc}: non-finite {', '.join(bad)} at step {step} after {settings.max_nan_retries} "
-                    f"roll-backs with halved learning rates; lower the learning rate or loss weights")
-            restore(state, last_good)
-            scale_learning_rates(state, 0.5)
-            last_good = snapshot(state)
-            window.clear()
-            log.warning("non-finite %s at step %d: rolled back to step %d and halved the learning rates (retry %d/%d)",
-                        ", ".join(bad), step, state.step, retries, settings.max_nan_retries)
-            live.log_metric("train/nan_rollbacks", retries, plot=False)
-            bar.n = state.step
-            bar.refresh()
-            continue
-        state.step = step + 1
-        bar.update(1)
-        for key, value in stats.items():
-            window[key].append(value)
-        done = state.step == settings.total_steps
-        if state.step % settings.log_every == 0 or done:
-            means = {k: float(np.mean(v)) for k, v in window.items()}
-            live.step = step
-            for key, value in means.items():
-                live.log_metric(key, value)
-            live.make_summary()
-            bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:4]})
-            window.clear()
-        if sample_fn is not None and (state.step % settings.sample_every == 0 or done):
-            # The step in the file name gives DVC/Studio an image slider over training.
-            live.log_image(f"samples/{state.step:06d}.png", sample_fn())
-        if state.step % settings.checkpoint_every == 0 or done:
-            save_checkpoint(checkpoint_path, state, fingerprint)
-            last_good = snapshot(state)
-    bar.close()
+    try:  # the bar is closed on errors too, so the stage's `error:` line starts a line of its own
+        while state.step < settings.total_steps:
+            step = state.step
+            stats = step_fn(step)
+            bad = [k for k, v in stats.items() if not math.isfinite(v)]
+            if bad:
+                retries += 1
+                if retries > settings.max_nan_retries:
+                    raise NonFiniteLossError(
+                        f"{settings.desc}: non-finite {', '.join(bad)} at step {step} after "
+                        f"{settings.max_nan_retries} roll-backs with halved learning rates; lower the learning rate "
+                        "or loss weights")
+                restore(state, last_good)
+                scale_learning_rates(state, 0.5)
+                last_good = snapshot(state)
+                window.clear()
+                log.warning("non-finite %s at step %d: rolled back to step %d and halved the learning rates "
+                            "(retry %d/%d)", ", ".join(bad), step, state.step, retries, settings.max_nan_retries)
+                live.log_metric("train/nan_rollbacks", retries, plot=False)
+                bar.n = state.step
+                bar.refresh()
+                continue
+            state.step = step + 1
+            bar.update(1)
+            for key, value in stats.items():
+                window[key].append(value)
+            done = state.step == settings.total_steps
+            if state.step % settings.log_every == 0 or done:
+                means = {k: float(np.mean(v)) for k, v in window.items()}
+                live.step = step
+                for key, value in means.items():
+                    live.log_metric(key, value)
+                live.make_summary()
+                bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:4]})
+                window.clear()
+            if sample_fn is not None and (state.step % settings.sample_every == 0 or done):
+                # The step in the file name gives DVC/Studio an image slider over training.
+                live.log_image(f"samples/{state.step:06d}.png", sample_fn())
+            if state.step % settings.checkpoint_every == 0 or done:
+                save_checkpoint(checkpoint_path, state, fingerprint)
+                last_good = snapshot(state)
+    finally:
+        bar.close()
     return state

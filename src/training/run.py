@@ -8,29 +8,56 @@ and the resolved config beside it.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from dvclive import Live
 
 from src.atomic import write_json
-from src.training.checkpoint import TrainState
+from src.training.checkpoint import CheckpointError, TrainState
+from src.training.lock import LOCK_NAME, die_with_parent, output_lock
 from src.training.loop import LoopSettings, SampleFn, StepFn, fit, trim_metrics, try_resume
 from src.training.runtime import Runtime
+from src.training.safekeeping import previous_logs_kept
 
 
-@dataclass
 class TrainingRun:
-    state: TrainState
-    live: Live
-    checkpoint_path: Path
-    fingerprint: str
-    summary: dict[str, Any] = field(default_factory=dict)
+    """One run of a training stage: `fit` its phases, fill `summary`. dvclive opens at the first `fit`, after the
+    checks, so a run refused there leaves the previous logs untouched."""
+
+    def __init__(self, state: TrainState, checkpoint_path: Path, fingerprint: str, stage: str, open_live):
+        self.state, self.checkpoint_path, self.fingerprint, self.stage = state, checkpoint_path, fingerprint, stage
+        self.summary: dict[str, Any] = {}
+        self.trained_to = -1  # the largest step count a `fit` of this run asked for
+        self._open_live = open_live
+        self._live: Live | None = None
+
+    @property
+    def live(self) -> Live:
+        if self._live is None:
+            self._live = self._open_live()
+        return self._live
 
     def fit(self, step_fn: StepFn, settings: LoopSettings, sample_fn: SampleFn | None = None) -> None:
+        if self.state.step > settings.total_steps:
+            raise self.past_requested_steps(f"past the {settings.total_steps} steps this run asks for")
+        self.trained_to = max(self.trained_to, settings.total_steps)
         fit(self.state, step_fn, settings, self.checkpoint_path, self.fingerprint, self.live, sample_fn)
+
+    def past_requested_steps(self, what: str) -> CheckpointError:
+        """A checkpoint from a longer run: resuming it would hand out that run's model as this shorter run's result.
+        Chosen over a silent fresh start: the user decides whether to retrain (minutes) or raise the step count."""
+        return CheckpointError(
+            f"{self.checkpoint_path}: the {self.stage} checkpoint is at step {self.state.step}, {what} (was a step "
+            f"count such as train.sr.gan_steps lowered after a longer run?); its model is not this run's result. "
+            f"Set train.resume: false (or delete it) to train from scratch, or raise the step count to resume it")
+
+
+def stage_of(out: Path) -> str:
+    """The DVC stage writing `out`: pipeline/<stage>[/<item>] -> <stage>."""
+    parts = Path(out).parts
+    return parts[parts.index("pipeline") + 1] if "pipeline" in parts[:-1] else Path(out).name
 
 
 @contextmanager
@@ -38,22 +65,36 @@ def training_run(out: Path, state: TrainState, fingerprint: str, resume: bool, r
                  runtime: Runtime) -> Iterator[TrainingRun]:
     """Resume `state` from `out/checkpoint/last.pt` when allowed and its fingerprint matches; log to `out/live`.
 
+    One trainer per folder: an exclusive lock (`out/checkpoint/.trainer.lock`, src/training/lock.py)
+    is held for the whole run, and the process dies with its parent. A checkpoint that does not fit
+    the networks, or lies past the steps this run asks for, is an error before anything is written.
+    A fresh run keeps the previous run's logs until its first checkpoint (src/training/safekeeping.py).
     On success the dvclive summary holds `run.summary` plus what the numbers depend on
     (perceptual backbone, device, bf16), and `resolved` (the params and backbones the run
     used) is written to `out/config.json` with the fingerprint, beside the outputs it explains.
     """
+    stage = stage_of(out)
     checkpoint_path = out / "checkpoint" / "last.pt"
-    resumed = try_resume(state, checkpoint_path, fingerprint, resume)
     live_dir = out / "live"
-    if resumed:  # before dvclive reads its summary back
-        trim_metrics(live_dir, state.step)
-    with Live(str(live_dir), dvcyaml=False, resume=resumed, save_dvc_exp=False) as live:
-        run = TrainingRun(state, live, checkpoint_path, fingerprint)
-        yield run
-        context = {"perceptual_backbone": resolved.get("vgg_backbone", "unused"), "device": str(runtime.device),
-                   "bf16": runtime.amp}
-        for key, value in {**run.summary, **context}.items():
-            live.summary[key] = value
-        live.step = state.step - 1
-        live.make_summary()
+    with output_lock(checkpoint_path.parent / LOCK_NAME, stage, out):
+        die_with_parent()
+        checkpoint_path.with_name(checkpoint_path.name + ".tmp").unlink(missing_ok=True)  # left by a kill -9
+        resumed = try_resume(state, checkpoint_path, fingerprint, resume, stage)
+
+        def open_live() -> Live:
+            if resumed:  # before dvclive reads its summary back
+                trim_metrics(live_dir, state.step)
+            return stack.enter_context(Live(str(live_dir), dvcyaml=False, resume=resumed, save_dvc_exp=False))
+
+        with previous_logs_kept(live_dir, checkpoint_path, fresh=not resumed), ExitStack() as stack:
+            run = TrainingRun(state, checkpoint_path, fingerprint, stage, open_live)
+            yield run
+            if resumed and state.step > run.trained_to:
+                raise run.past_requested_steps("past every phase this run trains")
+            context = {"perceptual_backbone": resolved.get("vgg_backbone", "unused"), "device": str(runtime.device),
+                       "bf16": runtime.amp}
+            for key, value in {**run.summary, **context}.items():
+                run.live.summary[key] = value
+            run.live.step = state.step - 1
+            run.live.make_summary()
     write_json(out / "config.json", {**resolved, "fingerprint": fingerprint})
