@@ -182,6 +182,7 @@ class SRTrainConfig:
     g_channels: PosInt
     d_channels: PosInt
     d_layers: PosInt
+    d_highpass_sigma: NonNegFloat  # > 0: D judges only x - gaussian_blur(x, sigma px); 0: whole images
     data_consistency: Bool  # k-space only: the output keeps the measured k-space band exactly
     psnr_steps: PosInt
     warmup_steps: NonNegInt  # linear lr warm-up of the PSNR phase, then cosine decay

@@ -1,7 +1,7 @@
 """DVC stage `train_sr`: SRResNet (PSNR phase) then SRGAN (GAN phase) on prepared MRI slices.
 
 Train the super-resolution models. Reads data/prepared/sr/{train,val}.npz and meta.json,
-pipeline/weights/ (VGG19 for the perceptual loss) and params.yaml (seed,
+pipeline/weights/ (VGG19 for the perceptual loss) and params.yaml (seed, data.train_fraction,
 train.device/amp/resume/max_nan_retries, train.sr). Writes pipeline/train_sr/g_psnr.pt (PSNR phase,
 EMA), g_gan.pt (GAN phase, EMA), config.json, checkpoint/last.pt (full state for resume) and live/
 (dvclive metrics.json summary, loss plots, sample grids LR | naive | PSNR model | GAN | HR).
@@ -10,16 +10,20 @@ EMA), g_gan.pt (GAN phase, EMA), config.json, checkpoint/last.pt (full state for
 from __future__ import annotations
 
 import copy
+import logging
+import math
 import sys
 from pathlib import Path
 
 import torch
 
 from src.checksum import sha256
-from src.config import ConfigError, Params, as_dict, fingerprint
+from src.config import ConfigError, Params, SRTrainConfig, as_dict, fingerprint
 from src.data.prepared import PREPARED, load_meta, load_split
+from src.data.subset import train_subset
 from src.metrics.image_quality import psnr, ssim
 from src.models.discriminators import PatchDiscriminator
+from src.models.highpass import HighPassDiscriminator
 from src.models.srresnet import SRResNet
 from src.pretrained import perceptual_loss
 from src.stage import run_stage
@@ -38,6 +42,26 @@ DATA_RANGE = 2.0  # model range [-1, 1]
 # Settings that only change how often things are logged or how long phase 2 runs: a
 # change to these resumes the run instead of restarting it.
 NOT_FINGERPRINTED = ("gan_steps", "log_every", "sample_every", "checkpoint_every")
+log = logging.getLogger(__name__)
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int, floor: float = 0.05):
+    """lr factor at scheduler step t: linear warm-up to 1 over `warmup_steps`, then cosine decay to `floor`."""
+    def factor(t: int) -> float:
+        if t < warmup_steps:
+            return (t + 1) / warmup_steps
+        progress = min(1.0, (t - warmup_steps) / max(1, total_steps - warmup_steps))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+def uses_data_consistency(requested: bool, degradation: str) -> bool:
+    """train.sr.data_consistency applies to k-space degradation only; for bicubic it is skipped, loudly."""
+    if requested and degradation != "kspace":
+        log.warning("train.sr.data_consistency is ignored: it projects onto measured k-space, and the data's "
+                    "degradation is %r (no exact projection); the generator is trained without it", degradation)
+        return False
+    return requested
 
 
 def validation_scores(name: str, sr_img: torch.Tensor, hr_img: torch.Tensor, scale: int) -> dict[str, float]:
@@ -46,13 +70,24 @@ def validation_scores(name: str, sr_img: torch.Tensor, hr_img: torch.Tensor, sca
             f"val/ssim/{name}": ssim(sr_img, hr_img, data_range=DATA_RANGE, crop_border=scale).mean().item()}
 
 
-def train(params: Params) -> dict[str, float]:
+def discriminator(cfg: SRTrainConfig) -> torch.nn.Module:
+    """The PatchGAN D, behind a high-pass front end when train.sr.d_highpass_sigma > 0."""
+    d = PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm)
+    return HighPassDiscriminator(d, cfg.d_highpass_sigma) if cfg.d_highpass_sigma > 0 else d
+
+
+def train(params: Params, out: Path = OUT) -> dict[str, float]:
     cfg, train_cfg = params.train.sr, params.train
     seed_everything(params.seed)
     runtime = make_runtime(train_cfg.device, train_cfg.amp)
     meta = load_meta(SR_DATA / "meta.json")
     scale, degradation = int(meta["scale"]), meta["degradation"]
     data = load_split(SR_DATA / "train.npz", ("lr", "naive", "hr"))
+    subset = train_subset(len(data["hr"]), params.data.train_fraction, params.seed)
+    data = {key: images[torch.from_numpy(subset)] for key, images in data.items()}
+    if params.data.train_fraction < 1:
+        log.info("data.train_fraction %.3g: training on %d of the train slices", params.data.train_fraction, len(subset))
+    data_consistency = uses_data_consistency(cfg.data_consistency, degradation)
     val = load_split(SR_DATA / "val.npz", ("lr", "hr", "naive"))
     if cfg.crop_size > data["hr"].shape[-1]:
         raise ConfigError(f"train.sr.crop_size: {cfg.crop_size} is larger than the prepared images "
@@ -62,9 +97,10 @@ def train(params: Params) -> dict[str, float]:
                              label_smoothing=cfg.label_smoothing)
     perceptual, vgg_backbone = perceptual_loss("pipeline/weights", cfg.vgg_layers, "The SR perceptual loss")
     critics = SRCritics(runtime.place(perceptual) if settings.lambda_percep > 0 else None, settings)
-    g = runtime.place(SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks))
+    g = runtime.place(SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks,
+                               data_consistency=data_consistency))
     nets = SRNets(g=g, g_ema=copy.deepcopy(g).requires_grad_(False),
-                  d=runtime.place(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm)))
+                  d=runtime.place(discriminator(cfg)))
     # The PSNR model (phase 1's EMA weights) lives in the checkpointed state, not only in
     # g_psnr.pt: DVC deletes a stage's outputs before re-running it, and a run resumed in
     # phase 2 must still have it.
@@ -72,13 +108,13 @@ def train(params: Params) -> dict[str, float]:
     opt_psnr = torch.optim.Adam(g.parameters(), lr=cfg.lr_psnr, betas=cfg.betas)
     optimizers = SROptimizers(g=torch.optim.Adam(g.parameters(), lr=cfg.lr_gan, betas=cfg.betas),
                               d=torch.optim.Adam(nets.d.parameters(), lr=cfg.lr_gan, betas=cfg.betas))
-    sched_psnr = torch.optim.lr_scheduler.CosineAnnealingLR(opt_psnr, T_max=cfg.psnr_steps, eta_min=cfg.lr_psnr * 0.05)
+    sched_psnr = torch.optim.lr_scheduler.LambdaLR(opt_psnr, warmup_cosine(cfg.warmup_steps, cfg.psnr_steps))
     batches = torch.Generator().manual_seed(params.seed)
     state = TrainState(modules={"g": g, "g_ema": nets.g_ema, "g_psnr": g_psnr, "d": nets.d},
                        optimizers={"g_psnr": opt_psnr, "g_gan": optimizers.g, "d": optimizers.d},
                        schedulers={"g_psnr": sched_psnr}, extras={"batches": GeneratorState(batches)}, phase="psnr")
     run_fingerprint = fingerprint({k: v for k, v in as_dict(cfg).items() if k not in NOT_FINGERPRINTED},
-                                  params.seed, sha256(SR_DATA / "train.npz"), vgg_backbone, runtime.amp,
+                                  params.seed, sha256(SR_DATA / "train.npz"), subset.tolist(), vgg_backbone, runtime.amp,
                                   runtime.device.type,  # a change of precision or device starts fresh
                                   sorted(state.modules))  # the checkpoint layout: another layout starts fresh
 
@@ -109,8 +145,9 @@ def train(params: Params) -> dict[str, float]:
                             checkpoint_every=cfg.checkpoint_every, max_nan_retries=train_cfg.max_nan_retries, desc=desc)
 
     resolved = {"seed": params.seed, "train": {k: v for k, v in as_dict(train_cfg).items() if k != "cyclegan"},
-                "data_meta": meta, "vgg_backbone": vgg_backbone}
-    with training_run(OUT, state, run_fingerprint, train_cfg.resume, resolved, runtime) as run:
+                "data_meta": meta, "train_fraction": params.data.train_fraction, "train_slices": subset.tolist(),
+                "data_consistency": data_consistency, "vgg_backbone": vgg_backbone}
+    with training_run(out, state, run_fingerprint, train_cfg.resume, resolved, runtime) as run:
         if state.phase == "psnr":
             run.fit(psnr_phase_step, loop(cfg.psnr_steps, "SR psnr phase"), sample)
             g_psnr.load_state_dict(nets.g_ema.state_dict())
@@ -119,9 +156,10 @@ def train(params: Params) -> dict[str, float]:
             state.phase = "gan"
         if cfg.gan_steps > 0:
             run.fit(gan_phase_step, loop(cfg.psnr_steps + cfg.gan_steps, "SR gan phase"), sample)
-        model_meta = {"scale": scale, "degradation": degradation, "channels": cfg.g_channels, "blocks": cfg.g_blocks}
-        save_weights(OUT / "g_psnr.pt", g_psnr, {**model_meta, "phase": "psnr", "steps": cfg.psnr_steps})
-        save_weights(OUT / "g_gan.pt", nets.g_ema, {**model_meta, "phase": "gan", "vgg_backbone": vgg_backbone,
+        model_meta = {"scale": scale, "degradation": degradation, "channels": cfg.g_channels, "blocks": cfg.g_blocks,
+                      "data_consistency": data_consistency}
+        save_weights(out / "g_psnr.pt", g_psnr, {**model_meta, "phase": "psnr", "steps": cfg.psnr_steps})
+        save_weights(out / "g_gan.pt", nets.g_ema, {**model_meta, "phase": "gan", "vgg_backbone": vgg_backbone,
                                                      "steps": cfg.psnr_steps + cfg.gan_steps})
         for name, sr_img in (("naive", val["naive"]), ("psnr_model", predict(g_psnr, val["lr"], runtime.fp32())),
                              ("gan_model", predict(nets.g_ema, val["lr"], runtime.fp32()))):

@@ -103,7 +103,7 @@ def test_changed_params_start_fresh_and_resume_false_forces_it(tmp_path):
     out = finish(run_stage(root))
     assert "resuming from" in out  # same params: nothing left to do but it resumes at the end
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"]["sr"]["lr_psnr"] = 1.0e-3
+    params["train"]["sr"]["lr_psnr"] = 2.0e-3  # not the default
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     out = finish(run_stage(root))
     assert "starting fresh" in out and "resuming from" not in out

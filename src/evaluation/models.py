@@ -17,7 +17,8 @@ def load_sr_generator(path: Path, scale: int, degradation: str) -> torch.nn.Modu
         if meta["scale"] != scale or meta["degradation"] != degradation:
             raise ValueError(f"{path}: model was trained for x{meta['scale']} {meta['degradation']} but the test "
                              f"data is x{scale} {degradation}; re-run train_sr")
-        return SRResNet(scale, degradation, channels=meta["channels"], blocks=meta["blocks"])
+        return SRResNet(scale, degradation, channels=meta["channels"], blocks=meta["blocks"],
+                        data_consistency=meta["data_consistency"])
     return load_frozen(path, build, "train_sr")[0]
 
 
