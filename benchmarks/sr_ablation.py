@@ -1,0 +1,233 @@
+"""SR ablation: train_sr variants trained in-process on the prepared data, scored on val (or test).
+
+Each run is `src.train_sr.train` (the stage's own code) with params.yaml plus overrides,
+writing to a scratch folder instead of pipeline/train_sr; its saved g_psnr.pt / g_gan.pt
+are loaded back with evaluate's loader and scored on the chosen split: PSNR (border crop =
+scale, data range 2.0), SWD to HR (x1e3, evaluate's SWD settings), each with a 95 % paired
+bootstrap interval over the split's slices, and the paired GAN/PSNR-model SWD ratio.
+Results are merged by run name into benchmarks/sr_ablation.json, and the table is printed.
+
+    python -m benchmarks.sr_ablation RUN [RUN ...] [--split val|test]   # named runs below
+    python -m benchmarks.sr_ablation --name my_run --set train.sr.lambda_adv=0.02 [--set ...]
+    python -m benchmarks.sr_ablation --table                             # print the recorded table
+
+Choose on val; test is for confirming the final choice and for the DiffAugment ablation.
+Wall times are those of a shared 2-core CPU: the load average is recorded beside each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from src.config import params_from_dict
+from src.data.prepared import PREPARED, load_meta, load_split
+from src.evaluation.intervals import Resamples, Statistic
+from src.evaluation.models import load_sr_generator
+from src.metrics.bootstrap import shifted_percentile_interval
+from src.metrics.distribution import resampled_sliced_wasserstein
+from src.metrics.image_quality import psnr
+from src.training.inference import predict
+from src.training.runtime import make_runtime
+
+RESULTS = Path("benchmarks/sr_ablation.json")
+DATA_RANGE = 2.0
+SHORT = {"train.sr.psnr_steps": 1200, "train.sr.gan_steps": 320}   # screening budget (half the old default)
+SHORT_PSNR = {"train.sr.psnr_steps": 1200, "train.sr.gan_steps": 0}  # phase-1 screens: the PSNR model only
+LOW_DATA = {"data.train_fraction": 0.1}
+ESRGAN = {"train.sr.lambda_pixel": 0.01, "train.sr.lambda_percep": 1.0}   # ESRGAN's GAN-stage weights
+# The values the screens were run with where the defaults have since moved, so a re-run reproduces them.
+OLD_PHASE1 = {"train.sr.lr_psnr": 5.0e-4, "train.sr.warmup_steps": 0}
+OLD_D = {"train.sr.lr_gan": 1.0e-4, "train.sr.d_highpass_sigma": 0.0}
+
+# name -> overrides of params.yaml (dotted keys). The `screen_*` runs use the short budget and
+# the params.yaml of their day (recorded in the JSON with their overrides: phase-1 screens before
+# the GAN-phase defaults changed, GAN screens `screenB_*` on the lr 1e-3 + warm-up phase 1);
+# `default` and the low-data pair run at the params.yaml budget. Ad-hoc runs (--name/--set)
+# are recorded the same way.
+RUNS: dict[str, dict] = {
+    # Phase 1 (PSNR model) levers, short budget, GAN phase off.
+    "screen_psnr_nodc": {**SHORT_PSNR, **OLD_PHASE1, "train.sr.data_consistency": False},
+    "screen_psnr_dc": {**SHORT_PSNR, **OLD_PHASE1},
+    "screen_psnr_dc_lr1e-3": {**SHORT_PSNR, "train.sr.lr_psnr": 1.0e-3, "train.sr.warmup_steps": 100},
+    # 4 blocks x 44 channels: equal trunk FLOPs, but 1.6x the whole generator's (upsampling convs grow as ch^2)
+    "screen_psnr_dc_wide": {**SHORT_PSNR, **OLD_PHASE1, "train.sr.g_blocks": 4, "train.sr.g_channels": 44},
+    "screen_psnr_dc_crop128": {**SHORT_PSNR, **OLD_PHASE1, "train.sr.crop_size": 128, "train.sr.batch_size": 2},
+    # GAN-phase levers (run with --share-psnr): ESRGAN's GAN-stage weights, then D's learning.
+    "screenB_gan_esrgan_adv2e-2": {**SHORT, **ESRGAN, **OLD_D, "train.sr.lambda_adv": 2.0e-2},
+    "screenB_gan_esrgan_adv2e-2_noDA": {**SHORT, **ESRGAN, **OLD_D, "train.sr.lambda_adv": 2.0e-2, "train.sr.diffaugment": ""},
+    "screenB_gan_esrgan_adv2e-2_hp1": {**SHORT, **ESRGAN, **OLD_D, "train.sr.lambda_adv": 2.0e-2, "train.sr.d_highpass_sigma": 1.0},
+    "screenB_gan_esrgan_adv2e-2_hp1_noDA": {**SHORT, **ESRGAN, **OLD_D, "train.sr.lambda_adv": 2.0e-2,
+                                            "train.sr.d_highpass_sigma": 1.0, "train.sr.diffaugment": ""},
+    # Default budget: the chosen defaults, and DiffAugment with 10 % of the train slices, with and without.
+    "default": {},
+    "low_data_diffaugment": {**LOW_DATA},
+    "low_data_no_diffaugment": {**LOW_DATA, "train.sr.diffaugment": ""},
+}
+
+
+def override(raw: dict, overrides: dict) -> dict:
+    raw = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        *path, key = dotted.split(".")
+        section = raw
+        for name in path:
+            section = section[name]
+        if key not in section:
+            raise KeyError(f"{dotted}: not a params.yaml key")
+        section[key] = value
+    return raw
+
+
+def stat_dict(stat: Statistic) -> dict:
+    low, high = stat.interval()
+    return {"value": round(stat.value, 4), "ci95": [round(low, 4), round(high, 4)]}
+
+
+def score(out: Path, split: str, seed: int, runtime) -> dict:
+    """PSNR and SWD of naive / PSNR model / GAN on `split`, with paired 95 % intervals."""
+    meta = load_meta(PREPARED / "sr" / "meta.json")
+    scale, degradation = int(meta["scale"]), meta["degradation"]
+    data = load_split(PREPARED / "sr" / f"{split}.npz", ("lr", "hr", "naive"))
+    hr_img = data["hr"]
+    outputs = {"naive": data["naive"].clamp(-1, 1)}
+    for name, file in (("psnr_model", "g_psnr.pt"), ("gan_model", "g_gan.pt")):
+        g = runtime.place(load_sr_generator(out / file, scale, degradation))
+        outputs[name] = predict(g, data["lr"], runtime).clamp(-1, 1)
+    draws = Resamples.draw(len(hr_img), 1000, 200, seed)
+    rows = np.concatenate([np.arange(len(hr_img))[None], draws.sets])
+    swd = resampled_sliced_wasserstein(outputs, hr_img, rows, descriptors_per_image=128, n_directions=512, seed=seed)
+    per_slice = {m: psnr(o, hr_img, data_range=DATA_RANGE, crop_border=scale).numpy() for m, o in outputs.items()}
+    psnr_stat = {m: Statistic(float(v.mean()), v[draws.slices].mean(1), len(v)) for m, v in per_slice.items()}
+    swd_stat = {m: Statistic(float(v[0]), v[1:], len(hr_img), set_level=True) for m, v in swd.items()}
+    ratio = swd["gan_model"] / swd["psnr_model"]
+    result = {m: {"psnr_db": stat_dict(psnr_stat[m]), "swd": stat_dict(swd_stat[m])} for m in outputs}
+    result["psnr_model_minus_naive_db"] = stat_dict(psnr_stat["psnr_model"] - psnr_stat["naive"])
+    result["gan_minus_naive_db"] = stat_dict(psnr_stat["gan_model"] - psnr_stat["naive"])
+    # A ratio of set distances: its interval is shifted by the resampling bias, as evaluate's SWD intervals.
+    low, high = shifted_percentile_interval(float(ratio[0]), ratio[1:])
+    result["gan_swd_over_psnr_model_swd"] = {"value": round(float(ratio[0]), 4), "ci95": [round(low, 4), round(high, 4)]}
+    return result
+
+
+# Keys that only act in phase 2: GAN screens that differ from each other only in these can start
+# from one shared phase-1 checkpoint (--share-psnr). D is untouched in phase 1; of its keys only the parameter-free
+# high-pass front end is among them (the D state is kept from the run itself).
+GAN_PHASE_KEYS = {"gan_steps", "lr_gan", "d_highpass_sigma", "lambda_pixel", "lambda_percep", "lambda_adv", "gan_loss", "r1_gamma",
+                  "label_smoothing", "instance_noise", "diffaugment", "vgg_layers", "log_every", "sample_every",
+                  "checkpoint_every"}
+SHARED_PSNR = Path(tempfile.gettempdir()) / "sr_ablation_psnr_phase"
+
+
+def shared_psnr_checkpoint(raw: dict) -> Path:
+    """checkpoint/last.pt at the end of phase 1 for these phase-1 params, trained once (gan_steps 0) and kept."""
+    from src.train_sr import train
+    phase1 = {"seed": raw["seed"], "data": raw["data"],
+              "sr": {k: v for k, v in raw["train"]["sr"].items() if k not in GAN_PHASE_KEYS}}
+    folder = SHARED_PSNR / hashlib.sha256(json.dumps(phase1, sort_keys=True).encode()).hexdigest()[:12]
+    if not (folder / "checkpoint" / "last.pt").exists():
+        base = copy.deepcopy(raw)
+        base["train"]["sr"]["gan_steps"] = 0
+        train(params_from_dict(base), out=folder)
+    return folder / "checkpoint"
+
+
+def run(name: str, overrides: dict, splits: tuple[str, ...], share_psnr: bool = False) -> dict:
+    raw = override(yaml.safe_load(Path("params.yaml").read_text()), overrides)
+    params = params_from_dict(raw)
+    from src.train_sr import train  # imported here: the stage module sets up nothing at import, but keep it local
+    with tempfile.TemporaryDirectory(prefix=f"sr_ablation_{name}_") as tmp:
+        if share_psnr:
+            # Phase 1 is the same for every GAN screen: resume phase 2 from one shared phase-1
+            # checkpoint. Its fingerprint (which covers the phase-2 params too) is bypassed here only.
+            shutil.copytree(shared_psnr_checkpoint(raw), Path(tmp) / "checkpoint")
+            import src.training.run as run_module
+            from src.training.checkpoint import load_checkpoint
+
+            def resume_ignoring_fingerprint(state, checkpoint_path, fingerprint, resume):
+                saved = load_checkpoint(checkpoint_path)["state"]
+                # D and its optimiser are untouched in phase 1 (their fresh init, from the same seed):
+                # keep this run's own, whose layout may differ (a high-pass front end).
+                saved["modules"]["d"] = state.modules["d"].state_dict()
+                saved["optimizers"]["d"] = state.optimizers["d"].state_dict()
+                state.load_state_dict(saved)
+                return True
+            run_module.try_resume = resume_ignoring_fingerprint
+        load_before = os.getloadavg()[0]
+        start = time.perf_counter()
+        summary = train(params, out=Path(tmp))
+        wall = time.perf_counter() - start
+        load_after = os.getloadavg()[0]
+        runtime = make_runtime(params.train.device, False)   # scores in fp32, as evaluate's metrics
+        result = {split: score(Path(tmp), split, params.seed, runtime) for split in splits}
+    cfg = params.train.sr
+    return {"name": name, "splits": list(splits), "overrides": overrides, "shared_psnr_phase": share_psnr,
+            "steps": {"psnr": cfg.psnr_steps, "gan": cfg.gan_steps},
+            "train_wall_s": round(wall, 1), "load_avg_1min": [round(load_before, 2), round(load_after, 2)],
+            "val_summary": {k: round(v, 4) for k, v in summary.items() if isinstance(v, float)},
+            **result}   # one entry per split
+
+
+def load_results() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def interval(entry: dict, digits: int) -> str:
+    low, high = entry["ci95"]
+    return f"{entry['value']:.{digits}f} [{low:.{digits}f},{high:.{digits}f}]"
+
+
+def print_table(results: dict) -> None:
+    header = (f"{'run':28} {'split':5} {'steps':>9} {'wall s':>6} {'load':>9} | {'PSNR model - naive dB':>22} "
+              f"{'GAN - naive dB':>20} | {'SWD PSNR model':>20} {'SWD GAN':>20} {'GAN/PSNR SWD':>19}")
+    print(header)
+    print("-" * len(header))
+    for r in results.values():
+        steps = f"{r['steps']['psnr']}+{r['steps']['gan']}"
+        load = "/".join(f"{x:.1f}" for x in r["load_avg_1min"])
+        for split in r["splits"]:
+            m = r[split]
+            print(f"{r['name']:28} {split:5} {steps:>9} {r['train_wall_s']:>6} {load:>9} | "
+                  f"{interval(m['psnr_model_minus_naive_db'], 2):>22} {interval(m['gan_minus_naive_db'], 2):>20} | "
+                  f"{interval(m['psnr_model']['swd'], 1):>20} {interval(m['gan_model']['swd'], 1):>20} "
+                  f"{interval(m['gan_swd_over_psnr_model_swd'], 3):>19}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="*", help=f"named runs: {', '.join(RUNS)}")
+    parser.add_argument("--test", action="store_true", help="score on test as well as val (final choice, ablation)")
+    parser.add_argument("--name", help="name of an ad-hoc run given by --set")
+    parser.add_argument("--set", action="append", default=[], help="dotted.key=value (YAML value) for --name")
+    parser.add_argument("--table", action="store_true", help="only print the recorded table")
+    parser.add_argument("--share-psnr", action="store_true",
+                        help="GAN screens: start phase 2 from one shared phase-1 checkpoint (only phase-2 keys may differ)")
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("SR_ABLATION_THREADS", torch.get_num_threads())))
+    todo = {name: RUNS[name] for name in args.runs}
+    if args.table:
+        print_table(load_results())
+        return
+    if args.name:
+        todo[args.name] = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    for name, overrides in todo.items():
+        result = run(name, overrides, ("val", "test") if args.test else ("val",), args.share_psnr)
+        results = load_results()   # re-read: another process may have added runs meanwhile
+        results[name] = result
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print_table(load_results())
+
+
+if __name__ == "__main__":
+    main()
