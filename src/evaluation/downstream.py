@@ -105,13 +105,16 @@ def score_downstream(models: dict[str, list[torch.nn.Module]], real: torch.Tenso
         rows[row] = {key: stat for key, (stat, _) in averaged.items()}
         std[row] = {key: s for key, (_, s) in averaged.items()}
     sim_only, oracle = rows["sim_only"]["mean_foreground"], rows["real_oracle"]["mean_foreground"]
+    # A fraction of a gap needs a gap: the oracle must beat sim_only with a paired interval clear of 0.
+    # Otherwise (a simulator as good as real training data) every fraction is noise over noise: NaN.
+    gap_exists = (oracle - sim_only).difference(higher_is_better=True).better is True
     with np.errstate(invalid="ignore", divide="ignore"):
         for row, stats in rows.items():
             gain = stats["mean_foreground"] - sim_only
-            gap = abs(oracle.value - sim_only.value) > GAP_EPSILON
+            gap = gap_exists and abs(oracle.value - sim_only.value) > GAP_EPSILON
             value = gain.value / (oracle.value - sim_only.value) if gap else float("nan")
             gaps = oracle.resampled - sim_only.resampled
-            resampled = np.where(np.abs(gaps) > GAP_EPSILON, gain.resampled / gaps, np.nan)
+            resampled = np.where(gap & (np.abs(gaps) > GAP_EPSILON), gain.resampled / gaps, np.nan)
             stats["gap_closed_fraction"] = Statistic(value, resampled, gain.n)
     return DownstreamResult(
         downstream=Downstream(**{row: {key: stat.estimate(std[row].get(key)) for key, stat in stats.items()}
