@@ -9,6 +9,7 @@ import copy
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -66,8 +67,11 @@ def stage_env() -> dict[str, str]:
 def start_stage(cwd: Path, module: str, log: Path, *args: str) -> subprocess.Popen:
     """`python -m src.<module>` in `cwd`, stdout and stderr into the file `log` (a pipe could fill and block it)."""
     with open(log, "w") as out:
+        # A shell's background job (`make test &`) starts with SIGINT ignored, and Python then never installs
+        # its Ctrl-C handler: restore the default so the stage sees SIGINT as a user's Ctrl-C would be seen.
         return subprocess.Popen([sys.executable, "-m", f"src.{module}", *args], cwd=cwd, env=stage_env(),
-                                stdout=out, stderr=subprocess.STDOUT, text=True)
+                                stdout=out, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(predicate, timeout: float = 120.0, proc: subprocess.Popen | None = None, what: str = "") -> None:
