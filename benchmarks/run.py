@@ -51,11 +51,32 @@ def quality() -> list[dict]:
         "< 0, interval clear of 0", lambda v, lo, hi: hi < 0)
     row("SR: GAN - PSNR model, test PSNR (dB)", sr.get("gan_vs_psnr_model"), "psnr_db",
         ">= -1.0 (GAN keeps fidelity)", lambda v, lo, hi: lo >= -1.0)
+    rows += sr_checks(sr)
     rows += sim2real_checks(s2r)
     if seg:
         dice = seg["val_sim/dice/mean_foreground"]
         rows.append({"check": "segmenter val Dice on sim (mean foreground)", "value": round(dice, 3), "ci95": None,
                      "target": ">= 0.7", "pass": dice >= 0.7})
+    return rows
+
+
+def sr_checks(sr: dict) -> list[dict]:
+    """Issue 11's remaining targets: GAN realism at kept fidelity, and the calibrated uncertainty maps."""
+    if not sr.get("calibration"):
+        return []
+    gan, psnr, naive = sr["gan_model"], sr["psnr_model"], sr["naive"]
+    rows = [{"check": "SR: GAN SWD / PSNR model SWD (test)", "value": round(gan["swd"] / psnr["swd"], 4), "ci95": None,
+             "target": "<= 0.8 (issue 11)", "pass": gan["swd"] <= 0.8 * psnr["swd"]},
+            {"check": "SR: GAN - naive, test PSNR (dB)", "value": round(gan["psnr_db"] - naive["psnr_db"], 4),
+             "ci95": None, "target": ">= 1.0 (issue 11)", "pass": gan["psnr_db"] - naive["psnr_db"] >= 1.0}]
+    for model in ("psnr_model", "gan_model"):
+        cal = sr["calibration"][model]
+        rows.append({"check": f"SR: {model} test coverage of |error| <= k sigma", "value": round(cal["coverage_test"], 4),
+                     "ci95": [round(cal["coverage_test_ci95_low"], 4), round(cal["coverage_test_ci95_high"], 4)],
+                     "target": "0.90 +- 0.03 (issue 11)", "pass": abs(cal["coverage_test"] - 0.9) <= 0.03})
+        rho = sr["uncertainty"][f"tta_spearman_{model}"]
+        rows.append({"check": f"SR: {model} Spearman(TTA sigma, |error|)", "value": round(rho, 4), "ci95": None,
+                     "target": ">= 0.7 (issue 11)", "pass": rho >= 0.7})
     return rows
 
 
