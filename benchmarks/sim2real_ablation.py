@@ -54,8 +54,8 @@ LINKED = ("src", "data", "pipeline/train_segmenter", "pipeline/weights")
 
 
 def load(split: str) -> dict[str, torch.Tensor]:
-    with np.load(REPO / "data/prepared/sim2real" / f"{split}.npz") as f:
-        return {k: torch.from_numpy(f[k]) for k in ("sim", "classical", "sim_labels", "real", "real_labels")}
+    folder = REPO / "data/prepared/sim2real" / split
+    return {k: torch.from_numpy(np.load(folder / f"{k}.npy")) for k in ("sim", "classical", "sim_labels", "real", "real_labels")}
 
 
 def set_dotted(tree: dict, key: str, value: str) -> None:

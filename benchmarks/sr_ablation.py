@@ -99,7 +99,7 @@ def score(out: Path, split: str, seed: int, runtime) -> dict:
     """PSNR and SWD of naive / PSNR model / GAN on `split`, with paired 95 % intervals."""
     meta = load_meta(PREPARED / "sr" / "meta.json")
     scale, degradation = int(meta["scale"]), meta["degradation"]
-    data = load_split(PREPARED / "sr" / f"{split}.npz", ("lr", "hr", "naive"))
+    data = load_split(PREPARED / "sr" / split, ("lr", "hr", "naive"))
     hr_img = data["hr"]
     outputs = {"naive": data["naive"].clamp(-1, 1)}
     for name, file in (("psnr_model", "g_psnr.pt"), ("gan_model", "g_gan.pt")):

@@ -66,13 +66,13 @@ def evaluate(params: Params) -> dict:
     g_psnr, g_gan = (runtime.place(load_sr_generator(p, scale, degradation)) for p in (G_PSNR, G_GAN))
     translators = {source: runtime.place(load_translator(path)) for source, path in TRANSLATORS.items()}
     class_names = list(load_meta(SIM2REAL / "meta.json")["class_names"])
-    sr_test = load_split(SR_DATA / "test.npz", ("lr", "hr", "naive"))
-    sr_val = load_split(SR_DATA / "val.npz", ("lr", "hr"))  # calibrates the uncertainty maps, never scored
-    train = load_split(SIM2REAL / "train.npz", ("sim", "classical", "sim_labels", "real", "real_labels"))
-    test = load_split(SIM2REAL / "test.npz", ("sim", "classical", "sim_labels", "real", "real_labels"))
+    sr_test = load_split(SR_DATA / "test", ("lr", "hr", "naive"))
+    sr_val = load_split(SR_DATA / "val", ("lr", "hr"))  # calibrates the uncertainty maps, never scored
+    train = load_split(SIM2REAL / "train", ("sim", "classical", "sim_labels", "real", "real_labels"))
+    test = load_split(SIM2REAL / "test", ("sim", "classical", "sim_labels", "real", "real_labels"))
     lr_img, hr_img = sr_test["lr"], sr_test["hr"]
     if lr_img.shape[-1] * scale != hr_img.shape[-1] or lr_img.shape[-2] * scale != hr_img.shape[-2]:
-        raise ValueError(f"{SR_DATA / 'test.npz'}: LR {tuple(lr_img.shape[-2:])} x{scale} does not give HR "
+        raise ValueError(f"{SR_DATA / 'test'}: LR {tuple(lr_img.shape[-2:])} x{scale} does not give HR "
                          f"{tuple(hr_img.shape[-2:])}")
     if train["sim"].shape[-1] % 4 or test["sim"].shape[-1] % 4:
         raise ValueError(f"{SIM2REAL}: image size {test['sim'].shape[-1]} is not divisible by 4 (generator strides)")

@@ -53,10 +53,17 @@ def save_translator(path: Path, seed: int = 2) -> None:
     save_weights(path, ResnetGenerator(1, 4, 1), {"channels": 4, "blocks": 1, "residual": False})
 
 
+def save_split(folder: Path, **arrays: np.ndarray) -> None:
+    """One prepared split as prepare writes it: <folder>/<key>.npy per array."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, array in arrays.items():
+        np.save(folder / f"{key}.npy", array)
+
+
 def make_tree(root: Path, n_test: int = N) -> dict[str, np.ndarray]:
     """data/prepared/{sr,sim2real}, three generator files and an all-unavailable weights manifest.
 
-    Returns the arrays written to data/prepared/sim2real/{train,test}.npz, keyed "<split>/<array>".
+    Returns the arrays written to data/prepared/sim2real/{train,test}/, keyed "<split>/<array>".
     """
     rng = np.random.default_rng(0)
     sr_dir = root / "data/prepared/sr"
@@ -69,10 +76,10 @@ def make_tree(root: Path, n_test: int = N) -> dict[str, np.ndarray]:
     hr = hr + rng.normal(0, 0.1, hr.shape)  # not band-limited: the naive upsampling is not exact
     hr = torch.from_numpy(hr.clip(-1, 1).astype(np.float32)[:, None])
     lr = degrade(hr, SCALE, "kspace")
-    np.savez(sr_dir / "test.npz", hr=hr.numpy(), lr=lr.numpy(), naive=naive_upsample(lr, SCALE, "kspace").numpy())
+    save_split(sr_dir / "test", hr=hr.numpy(), lr=lr.numpy(), naive=naive_upsample(lr, SCALE, "kspace").numpy())
     # val (calibrates the SR uncertainty maps): the test slices with other noise, from a separate generator
     val_hr = (hr + torch.from_numpy(np.random.default_rng(1).normal(0, 0.05, hr.shape).astype(np.float32))).clamp(-1, 1)
-    np.savez(sr_dir / "val.npz", hr=val_hr.numpy(), lr=degrade(val_hr, SCALE, "kspace").numpy())
+    save_split(sr_dir / "val", hr=val_hr.numpy(), lr=degrade(val_hr, SCALE, "kspace").numpy())
     (sr_dir / "meta.json").write_text(json.dumps({"scale": SCALE, "degradation": "kspace", "image_size": SIZE}))
 
     arrays = {}
@@ -84,7 +91,7 @@ def make_tree(root: Path, n_test: int = N) -> dict[str, np.ndarray]:
             f"{split}/classical": render(sim_labels, [-1.0, -0.5, 0.2, 0.6], rng),
             f"{split}/real": render(labels, [-1.0, -0.6, 0.1, 0.7], rng), f"{split}/real_labels": labels,
         })
-        np.savez(s2r_dir / f"{split}.npz", **{k.split("/")[1]: v for k, v in arrays.items() if k.startswith(split)})
+        save_split(s2r_dir / split, **{k.split("/")[1]: v for k, v in arrays.items() if k.startswith(split)})
     (s2r_dir / "meta.json").write_text(json.dumps({"written": True, "class_names": CLASS_NAMES}))
 
     save_sr_model(root / G_PSNR)
@@ -183,12 +190,11 @@ def test_checkpoint_whose_meta_does_not_fit_its_weights(tree, capsys, path, spoi
     assert_failed_naming(tree, capsys, run_evaluate(tree), str(path))
 
 
-@pytest.mark.parametrize("split_file", ["data/prepared/sim2real/test.npz", "data/prepared/sr/test.npz"])
+@pytest.mark.parametrize("split_file", ["data/prepared/sim2real/test/real.npy", "data/prepared/sr/test/hr.npy"])
 def test_test_split_with_zero_images(tree, capsys, split_file):
-    with np.load(tree / split_file) as data:
-        empty = {key: data[key][:0] for key in data.files}
-    np.savez(tree / split_file, **empty)
-    assert_failed_naming(tree, capsys, run_evaluate(tree), split_file)
+    for path in (tree / split_file).parent.glob("*.npy"):
+        np.save(path, np.load(path)[:0])
+    assert_failed_naming(tree, capsys, run_evaluate(tree), str(Path(split_file).parent))
 
 
 def test_sr_model_trained_for_another_scale(tree, capsys):
@@ -246,8 +252,8 @@ def test_happy_path_without_inception_weights_names_the_fallback_feature_space(t
     assert metrics["protocol"]["crop_border"] == SCALE
 
     # The naive row, recomputed with numpy from the saved arrays: crop border = scale, data range 2.
-    with np.load(tree / "data/prepared/sr/test.npz") as data:
-        hr, naive = data["hr"].astype(np.float64), data["naive"].clip(-1, 1).astype(np.float64)
+    hr = np.load(tree / "data/prepared/sr/test/hr.npy").astype(np.float64)
+    naive = np.load(tree / "data/prepared/sr/test/naive.npy").clip(-1, 1).astype(np.float64)
     c = SCALE
     mse = ((naive - hr)[..., c:-c, c:-c] ** 2).mean(axis=(1, 2, 3))
     assert metrics["sr"]["naive"]["psnr_db"] == pytest.approx(np.mean(10 * np.log10(4.0 / mse)), abs=1e-3)

@@ -18,6 +18,13 @@ from src.training.checkpoint import load_weights
 REPO = Path(__file__).resolve().parents[1]
 
 
+def save_split(folder: Path, **arrays: np.ndarray) -> None:
+    """One prepared split as prepare writes it: <folder>/<key>.npy per array."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, array in arrays.items():
+        np.save(folder / f"{key}.npy", array)
+
+
 def make_tree(root: Path, psnr_steps: int = 300, gan_steps: int = 40) -> Path:
     """Tiny prepared SR data, an offline weights manifest and a params file sized for seconds."""
     gen = torch.Generator().manual_seed(0)
@@ -26,7 +33,7 @@ def make_tree(root: Path, psnr_steps: int = 300, gan_steps: int = 40) -> Path:
     for split, n in (("train", 6), ("val", 3)):
         hr = torch.rand(n, 1, 32, 32, generator=gen) * 2 - 1
         lr = degrade(hr, 4, "kspace")
-        np.savez(sr_dir / f"{split}.npz", hr=hr.numpy(), lr=lr.numpy(), naive=naive_upsample(lr, 4, "kspace").numpy())
+        save_split(sr_dir / split, hr=hr.numpy(), lr=lr.numpy(), naive=naive_upsample(lr, 4, "kspace").numpy())
     (sr_dir / "meta.json").write_text(json.dumps({"scale": 4, "degradation": "kspace"}))
     weights = root / "pipeline/weights"
     weights.mkdir(parents=True)
@@ -121,9 +128,9 @@ def test_changed_params_start_fresh_and_resume_false_forces_it(tmp_path):
 
 def test_bad_input_exits_nonzero_naming_the_file(tmp_path):
     root = make_tree(tmp_path, psnr_steps=4, gan_steps=0)
-    (root / "data/prepared/sr/train.npz").write_bytes(b"\x00" * 100)
+    (root / "data/prepared/sr/train/lr.npy").write_bytes(b"\x00" * 100)
     proc = run_stage(root)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 1
-    assert "train.npz" in out and "error:" in out
+    assert "data/prepared/sr/train/lr.npy" in out and "error:" in out
     assert not (root / "pipeline/train_sr/g_psnr.pt").exists()

@@ -11,6 +11,10 @@ slices are duplicates when their bytes are equal or their descriptors correlate 
 On the demo template (1 mm axial slices, 128 px) neighbouring slices correlate at 0.95-0.99,
 slices four apart (across a split gap of 3) at most 0.86, and a slice with Gaussian noise of
 2.5 % of the intensity range added to it at 0.996 with itself.
+
+The splits may be memory-mapped files of a whole cohort: slices are hashed and described
+CHUNK at a time and correlated CHUNK held-out rows at a time, so only the descriptors
+(DESCRIPTOR_SIZE**2 float64 per slice) are held whole.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ DESCRIPTOR_SIZE = 32   # px; images are resized to data.image_size, a multiple o
 HIGH_PASS_SIGMA = 1.0  # px at DESCRIPTOR_SIZE
 # Held-out split -> the splits it must not share images with (checked in this order).
 PAIRS = (("test", "train"), ("test", "val"), ("val", "train"))
+CHUNK = 512  # slices per block
 MIRRORS = {"as is": (), "flipped left-right": (-1,), "flipped top-bottom": (-2,)}
 METHOD = (f"per slice: sha1 of the pixels, and the correlation of {DESCRIPTOR_SIZE}-px block means minus their "
           f"Gaussian blur (sigma {HIGH_PASS_SIGMA} px), as is and flipped along each in-plane axis; duplicate when "
@@ -60,6 +65,11 @@ def descriptors(images: np.ndarray, flip: tuple[int, ...] = ()) -> np.ndarray:
     return np.divide(d, norm, out=np.zeros_like(d), where=norm > 1e-9)
 
 
+def _descriptors(images: np.ndarray, flip: tuple[int, ...] = ()) -> np.ndarray:
+    """`descriptors`, CHUNK slices at a time (each row depends on its own slice only)."""
+    return np.concatenate([descriptors(np.asarray(images[i:i + CHUNK]), flip) for i in range(0, len(images), CHUNK)])
+
+
 def _hashes(images: np.ndarray) -> list[str]:
     return [hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() for image in images]
 
@@ -74,14 +84,19 @@ def find_duplicates(held_out: np.ndarray, other: np.ndarray, split: str, other_s
     for i, h in enumerate(_hashes(held_out)):
         if h in other_hashes:
             found[i] = Duplicate(split, i, other_split, other_hashes[h], "exact")
-    base = descriptors(held_out)
+    base = _descriptors(held_out)
     for name, axes in MIRRORS.items():
-        corr = base @ descriptors(other, axes).T
-        best = corr.argmax(axis=1)
-        for i in np.flatnonzero(corr[np.arange(len(base)), best] >= threshold):
+        other_desc = _descriptors(other, axes)
+        best = np.empty(len(base), np.int64)
+        top = np.empty(len(base))
+        for start in range(0, len(base), CHUNK):  # the (N, M) correlation is never held whole
+            corr = base[start:start + CHUNK] @ other_desc.T
+            best[start:start + CHUNK] = corr.argmax(axis=1)
+            top[start:start + CHUNK] = corr[np.arange(len(corr)), best[start:start + CHUNK]]
+        for i in np.flatnonzero(top >= threshold):
             if int(i) in found:
                 continue
-            r = float(corr[i, best[i]])
+            r = float(top[i])
             kind = f"near (r={r:.3f})" if not axes else f"mirror ({name}, r={r:.3f})"
             found[int(i)] = Duplicate(split, int(i), other_split, int(best[i]), kind)
     return [found[i] for i in sorted(found)]

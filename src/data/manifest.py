@@ -22,7 +22,7 @@ def manifest(data: DataConfig, seed: int, inputs: list[Path], volumes: list[Volu
         "data": as_dict(data),
         "inputs": [{"path": str(p), "sha256": sha256(p)} for p in inputs],
         "volumes": [{"index": i, "name": v.name, "image": str(v.image_path), "labels": v.label_source,
-                     "shape": list(v.image.shape)} for i, v in enumerate(volumes)],
+                     "shape": list(v.shape)} for i, v in enumerate(volumes)],
         "splits": splits,
         "user_sim_splits": sim_splits,
         "outputs": {"sr": describe(sr),

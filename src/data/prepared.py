@@ -1,7 +1,17 @@
-"""Reading the prepared arrays (data/prepared/**.npz) with clear errors."""
+"""Reading the prepared arrays (data/prepared/<set>/<split>/<key>.npy) with clear errors.
+
+Storage: one uncompressed `.npy` per array so that a split can be memory-mapped and a
+batch of slices read without loading the split (`open_split`). Chosen by measurement
+(benchmarks/storage_format.py, a 500 MiB split, 20 random batches of 16 slices, 2-core
+CPU): npz read eagerly took 5.7 s to open and grew the reader's RSS by 503 MiB (the whole
+split); npy memory-mapped opened in 1 ms, read a batch in 15 ms from disk and grew RSS by
+40 MiB (only the pages the batches touched). zarr would add chunked compression but is
+not a dependency; `.npy` needs nothing beyond numpy and keeps dtypes, shapes and values.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -9,38 +19,92 @@ import numpy as np
 import torch
 
 PREPARED = Path("data/prepared")
+_DIGEST_BLOCK = 1 << 20
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-def load_split(path: Path | str, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """Load `keys` from one split file. Images come back float32 (N, 1, H, W), labels int64 (N, H, W).
-
-    Raises FileNotFoundError / ValueError naming the file for a missing file, a missing
-    key, an empty split or non-finite values.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: prepared split not found (run `dvc repro prepare`)")
+def _check_npy(path: Path) -> None:
+    """ValueError naming `path` when its header is unreadable or promises more bytes than the file holds."""
     try:
-        with np.load(path) as data:
-            missing = [k for k in keys if k not in data.files]
-            if missing:
-                raise ValueError(f"{path}: missing arrays {missing} (has {data.files})")
-            arrays = {k: data[k] for k in keys}
-    except (OSError, EOFError, ValueError) as err:
-        if isinstance(err, ValueError) and str(err).startswith(str(path)):
-            raise
-        raise ValueError(f"{path}: corrupt or unreadable prepared split: {err}") from None
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version not in _HEADER_READERS:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, _, dtype = _HEADER_READERS[version](f)
+            offset = f.tell()
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path}: corrupt or unreadable prepared array: {err}") from None
+    if dtype.hasobject:
+        raise ValueError(f"{path}: holds Python objects, not a numeric array")
+    needed = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = path.stat().st_size
+    if size < needed:
+        raise ValueError(f"{path}: truncated prepared array: header says {shape} {dtype} ({needed} bytes), "
+                         f"the file holds {size} (re-run `dvc repro prepare`)")
+
+
+def open_split(split_dir: Path | str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Read-only memory maps of `keys` (<split_dir>/<key>.npy): nothing is read into RAM.
+
+    Raises FileNotFoundError / ValueError whose message starts with the offending path: a
+    missing split folder or key file, a truncated or corrupt file, an empty array, or arrays
+    of different lengths.
+    """
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"{split_dir}: prepared split not found (run `dvc repro prepare`)")
     out = {}
-    for key, array in arrays.items():
-        if len(array) == 0:
+    for key in keys:
+        path = split_dir / f"{key}.npy"
+        if not path.is_file():
+            have = sorted(p.stem for p in split_dir.glob("*.npy"))
+            raise FileNotFoundError(f"{path}: prepared array '{key}' not found (the split has {have})")
+        _check_npy(path)
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path}: corrupt or unreadable prepared array: {err}") from None
+        if array.ndim == 0 or len(array) == 0:
             raise ValueError(f"{path}: '{key}' holds no images")
+        out[key] = array
+    lengths = {key: len(a) for key, a in out.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{split_dir}: arrays of one split differ in length: {lengths}")
+    return out
+
+
+def load_split(split_dir: Path | str, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Load `keys` of one split into RAM. Images come back float32 (N, 1, H, W), keys ending in
+    "labels" int64 (N, H, W).
+
+    Raises what `open_split` raises, and ValueError naming the file and key for NaN or Inf.
+    """
+    split_dir = Path(split_dir)
+    out = {}
+    for key, array in open_split(split_dir, keys).items():
         if key.endswith("labels"):
             out[key] = torch.from_numpy(array.astype(np.int64))
         else:
+            array = np.array(array, dtype=np.float32)  # a writable copy: torch warns on read-only memory
             if not np.isfinite(array).all():
-                raise ValueError(f"{path}: '{key}' contains NaN or Inf")
-            out[key] = torch.from_numpy(array.astype(np.float32))
+                raise ValueError(f"{split_dir / f'{key}.npy'}: '{key}' contains NaN or Inf")
+            out[key] = torch.from_numpy(array)
     return out
+
+
+def split_digest(split_dir: Path | str) -> str:
+    """sha256 over a split's files in name order (each name, size, then its bytes): the training fingerprint."""
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"{split_dir}: prepared split not found (run `dvc repro prepare`)")
+    digest = hashlib.sha256()
+    for path in sorted(p for p in split_dir.iterdir() if p.is_file()):
+        # The size too: name and bytes alone could be re-cut into another (name, bytes) sequence.
+        digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+        with open(path, "rb") as f:
+            while block := f.read(_DIGEST_BLOCK):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def load_meta(path: Path | str) -> dict:

@@ -31,6 +31,8 @@ from src.data.preprocess import BACKGROUND
 from src.data.splits import SPLITS
 
 Sets = dict[str, dict[str, np.ndarray]]  # split -> array name -> array
+CHUNK = 256  # slices degraded at a time when streaming; degrade and the noise draws are per slice, so any chunk
+             # size gives the same bytes
 
 
 def sr_set(hr: np.ndarray, data: DataConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -47,6 +49,30 @@ def sr_sets(parts: Sets, data: DataConfig, rng: np.random.Generator) -> Sets:
     """`sr_set` of each split's images (train, val, test: one noise stream), with where each slice came from."""
     return {s: {**sr_set(parts[s]["images"], data, rng), "slice_index": parts[s]["slice_index"],
                 "volume_index": parts[s]["volume_index"], "axis": parts[s]["axis"]} for s in SPLITS}
+
+
+def sr_sets_into(folder: Path, parts: Sets, data: DataConfig, rng: np.random.Generator) -> Sets:
+    """`sr_sets`, streamed: each split's arrays are written CHUNK slices at a time into
+    <folder>/<split>/<key>.npy (the layout of `save_sets`) and come back read-only memory-mapped."""
+    out = {}
+    for split in SPLITS:
+        hr = parts[split]["images"]
+        n, size, lr_size = len(hr), hr.shape[-1], hr.shape[-1] // data.scale
+        (folder / split).mkdir()
+        shapes = {"hr": (n, 1, size, size), "lr": (n, 1, lr_size, lr_size), "naive": (n, 1, size, size)}
+        files = {k: np.lib.format.open_memmap(folder / split / f"{k}.npy", "w+", np.float32, shape)
+                 for k, shape in shapes.items()}
+        for start in range(0, n, CHUNK):
+            for key, array in sr_set(np.array(hr[start:start + CHUNK]), data, rng).items():
+                files[key][start:start + CHUNK] = array
+        for key, array in files.items():
+            array.flush()
+        del files
+        for key in ("slice_index", "volume_index", "axis"):
+            np.save(folder / split / f"{key}.npy", parts[split][key], allow_pickle=False)
+        out[split] = {k: np.load(folder / split / f"{k}.npy", mmap_mode="r")
+                      for k in ("hr", "lr", "naive", "slice_index", "volume_index", "axis")}
+    return out
 
 
 def sim2real_sets(parts: Sets, user_sim: Sets | None, data: DataConfig, rng: np.random.Generator) -> Sets:
@@ -133,7 +159,10 @@ def describe(sets: Sets) -> dict:
 
 
 def save_sets(folder: Path, sets: Sets | None, meta: dict) -> None:
-    """<split>.npz for each split of `sets` (none when None) and meta.json, into the existing `folder`."""
+    """<split>/<key>.npy for each array of each split of `sets` (none when None) and meta.json, into
+    the existing `folder` (one file per array so readers can memory-map it: src/data/prepared.py)."""
     for split, arrays in (sets or {}).items():
-        np.savez(folder / f"{split}.npz", **arrays)
+        (folder / split).mkdir()
+        for key, array in arrays.items():
+            np.save(folder / split / f"{key}.npy", array, allow_pickle=False)
     write_json(folder / "meta.json", meta)

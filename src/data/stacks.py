@@ -4,12 +4,20 @@
 src/data/splits.py (slabs, or whole volumes when >= 3), and each split gathered into arrays.
 The parts are the three splits plus `train_sim` / `train_real`, the disjoint slices of the
 train split whose labels feed the simulator and whose images are the real domain.
+
+For a cohort, `slice_inputs` reads, normalises and slices the volumes in a process pool
+and writes each stack to a scratch folder as it arrives; `split_stacks` then gathers the
+parts into memory-mapped files there. The main process never holds a volume, and never
+more than one stack's slices at a time.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -20,7 +28,7 @@ from src.data.preprocess import (BACKGROUND, crop_square, kept_slices, resize_im
                                  slices_along, square_box)
 from src.data.splits import (MIN_VOLUMES_FOR_VOLUME_SPLIT, SPLITS, SplitError, check_axes, slab_splits, subslabs,
                              volume_splits)
-from src.data.volumes import Volume
+from src.data.volumes import Volume, VolumeInfo, read_volume
 
 PARTS = SPLITS + ("train_sim", "train_real")
 
@@ -115,6 +123,85 @@ def gather(stacks: list[Stack], positions: list[dict[str, np.ndarray]], split: s
     }
 
 
+def _stack_slices(job: tuple[int, Path, Path | None, DataConfig]) -> tuple[VolumeInfo, list[Stack]]:
+    """Worker: one input read, normalised and sliced along every axis; the voxels stay in the worker."""
+    index, image_path, label_path, data = job
+    vol = read_volume(image_path, label_path, data)
+    return VolumeInfo.of(vol), [make_stack(index, vol, axis, data) for axis in data.axes]
+
+
+def _save_stack(stack: Stack, scratch: Path, what: str) -> Stack:
+    """Write a stack's slices to `scratch` and give it back memory-mapped (read-only)."""
+    base = scratch / f"{what.replace(' ', '_')}-{stack.volume}-{stack.axis}"
+    np.save(f"{base}-images.npy", stack.images)
+    images = np.load(f"{base}-images.npy", mmap_mode="r")
+    labels = None
+    if stack.labels is not None:
+        np.save(f"{base}-labels.npy", stack.labels)
+        labels = np.load(f"{base}-labels.npy", mmap_mode="r")
+    return Stack(stack.volume, stack.axis, stack.slice_index, images, labels)
+
+
+def slice_inputs(pairs: list[tuple[Path, Path | None]], data: DataConfig, workers: int, scratch: Path,
+                 what: str = "images") -> tuple[list[VolumeInfo], list[Stack]]:
+    """Read and slice every (image, label map or None) pair with `workers` processes (1: in this process).
+
+    Returns each volume's VolumeInfo and every stack (volume order, then data.axes order) with
+    its slices memory-mapped from `scratch`. The result does not depend on `workers`.
+    """
+    jobs = [(i, image, labels, data) for i, (image, labels) in enumerate(pairs)]
+    infos, stacks = [], []
+    progress = dict(total=len(jobs), desc=f"reading and slicing {what}", unit="vol", file=sys.stderr)
+    if workers <= 1 or len(jobs) <= 1:
+        results = map(_stack_slices, jobs)
+        pool = None
+    else:
+        # fork: workers inherit the imported modules (spawn would re-import torch in each).
+        pool = multiprocessing.get_context("fork").Pool(min(workers, len(jobs)))
+        results = pool.imap(_stack_slices, jobs)  # in order: indices and files stay the sequential ones
+    try:
+        for info, volume_stacks in tqdm(results, **progress):
+            infos.append(info)
+            stacks += [_save_stack(stack, scratch, what) for stack in volume_stacks]
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return infos, stacks
+
+
+def resolve_workers(workers: int) -> int:
+    """data.workers: 0 means one process per CPU core."""
+    return workers if workers > 0 else (os.cpu_count() or 1)
+
+
+def gather_into(stacks: list[Stack], positions: list[dict[str, np.ndarray]], split: str,
+                folder: Path) -> dict[str, np.ndarray]:
+    """`gather`, with images and labels written stack by stack into memory-mapped files in `folder`."""
+    parts = [(s, p[split]) for s, p in zip(stacks, positions) if len(p[split])]
+    if not parts:
+        return gather(stacks, positions, split)
+    size, n = stacks[0].images.shape[-1], sum(len(p) for _, p in parts)
+    images = np.lib.format.open_memmap(folder / f"{split}-images.npy", "w+", np.float32, (n, 1, size, size))
+    labels = None
+    if all(s.labels is not None for s, _ in parts):
+        labels = np.lib.format.open_memmap(folder / f"{split}-labels.npy", "w+", np.uint8, (n, size, size))
+    start = 0
+    for stack, pos in parts:
+        images[start:start + len(pos), 0] = stack.images[pos]
+        if labels is not None:
+            labels[start:start + len(pos)] = stack.labels[pos]
+        start += len(pos)
+    images.flush()
+    return {
+        "images": np.load(folder / f"{split}-images.npy", mmap_mode="r"),
+        "labels": np.load(folder / f"{split}-labels.npy", mmap_mode="r") if labels is not None else None,
+        "slice_index": np.concatenate([s.slice_index[p] for s, p in parts]).astype(np.int64),
+        "volume_index": np.concatenate([np.full(len(p), s.volume) for s, p in parts]).astype(np.int64),
+        "axis": np.concatenate([np.full(len(p), s.axis) for s, p in parts]).astype(np.int64),
+    }
+
+
 def split_volumes(volumes: list[Volume], data: DataConfig, seed: int, need_sim_real: bool,
                   what: str = "images") -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     """Every part in PARTS gathered over all stacks (see `gather`), and the split manifest.
@@ -126,8 +213,20 @@ def split_volumes(volumes: list[Volume], data: DataConfig, seed: int, need_sim_r
     jobs = [(i, v, axis) for i, v in enumerate(volumes) for axis in data.axes]
     stacks = [make_stack(i, v, axis, data) for i, v, axis in tqdm(jobs, desc=f"slicing {what}", unit="stack",
                                                                    file=sys.stderr)]
-    positions, summary = assign_splits(stacks, len(volumes), data, seed, need_sim_real)
-    parts = {part: gather(stacks, positions, part) for part in PARTS}
+    return split_stacks(stacks, len(volumes), data, seed, need_sim_real, what)
+
+
+def split_stacks(stacks: list[Stack], n_volumes: int, data: DataConfig, seed: int, need_sim_real: bool,
+                 what: str = "images", scratch: Path | None = None) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
+    """`split_volumes` from the stacks of `n_volumes` volumes; with `scratch`, the parts' images and
+    labels are memory-mapped files there (`gather_into`)."""
+    positions, summary = assign_splits(stacks, n_volumes, data, seed, need_sim_real)
+    if scratch is None:
+        parts = {part: gather(stacks, positions, part) for part in PARTS}
+    else:
+        folder = scratch / f"parts-{what.replace(' ', '_')}"
+        folder.mkdir()
+        parts = {part: gather_into(stacks, positions, part, folder) for part in PARTS}
     for split in SPLITS:
         if len(parts[split]["images"]) == 0:
             raise SplitError("fractions", f"the {split} split of the {what} is empty; add data or change the split "

@@ -47,6 +47,25 @@ class Volume:
     labels: np.ndarray | None
     note: str | None = None   # how the volume was restricted before slicing (manifest: splits.notes)
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.image.shape
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """What is kept of a volume once it is sliced (parallel prepare): no voxels."""
+
+    name: str
+    image_path: Path
+    label_source: str | None
+    shape: tuple[int, ...]
+    note: str | None = None
+
+    @classmethod
+    def of(cls, vol: Volume) -> VolumeInfo:
+        return cls(vol.name, vol.image_path, vol.label_source, tuple(vol.image.shape), vol.note)
+
 
 def _probability(vol: np.ndarray, path: Path) -> np.ndarray:
     """Tissue probability in [0, 1]; maps stored as 0..255 (the nilearn copies) are rescaled."""
@@ -106,43 +125,65 @@ def _match_labels(images: list[Path], label_dir: Path) -> list[Path]:
     return [labels[input_stem(p)] for p in images]
 
 
+def read_volume(image_path: Path, label_path: Path | None, data: DataConfig) -> Volume:
+    """Read, check and normalise one input (with its label map when `label_path` is given)."""
+    vol = load_volume(image_path, data.max_volume_mib)
+    check_min_size(image_path, vol.shape, data.axes, data.image_size // data.scale)
+    if label_path is not None:
+        lab = load_labels(label_path, NUM_CLASSES, data.max_volume_mib)
+        check_same_shape(image_path, vol, label_path, lab)
+        mask = lab > 0
+        if not mask.any():
+            raise DataError(f"{label_path}: label map is all background")
+    else:
+        lab, mask = None, foreground_mask(vol)
+        if not mask.any():
+            raise DataError(f"{image_path}: no foreground found (constant image?)")
+    image = _normalise(vol, mask, data.percentiles, image_path)
+    return Volume(input_stem(image_path), image_path, str(label_path) if label_path else None, image, mask, lab)
+
+
+def folder_pairs(image_dir: Path, label_dir: Path | None) -> list[tuple[Path, Path | None]]:
+    """(image, label map or None) for every input of `image_dir`, label maps matched by name."""
+    images = find_inputs(image_dir)
+    labels = _match_labels(images, label_dir) if label_dir is not None else [None] * len(images)
+    return list(zip(images, labels))
+
+
 def read_folder_volumes(image_dir: Path, label_dir: Path | None, data: DataConfig,
                         desc: str) -> tuple[list[Volume], list[Path]]:
     """Read, check and normalise every input of `image_dir` (with labels from `label_dir`)."""
-    images = find_inputs(image_dir)
-    labels = _match_labels(images, label_dir) if label_dir is not None else [None] * len(images)
     volumes, files = [], []
-    for image_path, label_path in tqdm(list(zip(images, labels)), desc=desc, unit="vol", file=sys.stderr):
-        vol = load_volume(image_path, data.max_volume_mib)
-        check_min_size(image_path, vol.shape, data.axes, data.image_size // data.scale)
-        if label_path is not None:
-            lab = load_labels(label_path, NUM_CLASSES, data.max_volume_mib)
-            check_same_shape(image_path, vol, label_path, lab)
-            mask = lab > 0
-            if not mask.any():
-                raise DataError(f"{label_path}: label map is all background")
-        else:
-            lab, mask = None, foreground_mask(vol)
-            if not mask.any():
-                raise DataError(f"{image_path}: no foreground found (constant image?)")
-        image = _normalise(vol, mask, data.percentiles, image_path)
-        volumes.append(Volume(input_stem(image_path), image_path, str(label_path) if label_path else None,
-                              image, mask, lab))
+    for image_path, label_path in tqdm(folder_pairs(image_dir, label_dir), desc=desc, unit="vol", file=sys.stderr):
+        volumes.append(read_volume(image_path, label_path, data))
         files += [image_path] + ([label_path] if label_path is not None else [])
     return volumes, files
 
 
-def read_folder(folder: Path, data: DataConfig) -> tuple[list[Volume], list[Volume] | None, list[Path]]:
-    """The volumes of a user folder (layout in the module docstring): (images, the user's sim
-    images or None, every file read)."""
+def folder_layout(folder: Path) -> tuple[list[tuple[Path, Path | None]], list[tuple[Path, Path]] | None]:
+    """The inputs of a user folder (layout in the module docstring), unread: (image, label map or
+    None) pairs, and the user's (sim image, sim label map) pairs or None."""
     label_dir = folder / "labels" if (folder / "labels").exists() else None
-    volumes, inputs = read_folder_volumes(folder / "images", label_dir, data, "reading images")
+    pairs = folder_pairs(folder / "images", label_dir)
     if not (folder / "sim").exists():
-        return volumes, None, inputs
+        return pairs, None
     if label_dir is None:
         raise DataError(f"{folder / 'labels'}: folder not found (user sim images in {folder / 'sim'} "
                         "need label maps for the real images too)")
     if not (folder / "sim_labels").exists():
         raise DataError(f"{folder / 'sim_labels'}: folder not found (user sim images need their label maps)")
-    sim_volumes, sim_inputs = read_folder_volumes(folder / "sim", folder / "sim_labels", data, "reading sim")
-    return volumes, sim_volumes, inputs + sim_inputs
+    return pairs, folder_pairs(folder / "sim", folder / "sim_labels")
+
+
+def read_folder(folder: Path, data: DataConfig) -> tuple[list[Volume], list[Volume] | None, list[Path]]:
+    """The volumes of a user folder (layout in the module docstring): (images, the user's sim
+    images or None, every file read). Holds every volume in RAM: prepare slices them in
+    parallel instead (src/data/stacks.py `slice_inputs`)."""
+    pairs, sim_pairs = folder_layout(folder)
+    volumes = [read_volume(i, lab, data) for i, lab in tqdm(pairs, desc="reading images", unit="vol", file=sys.stderr)]
+    inputs = [p for pair in pairs for p in pair if p is not None]
+    if sim_pairs is None:
+        return volumes, None, inputs
+    sim_volumes = [read_volume(i, lab, data) for i, lab in tqdm(sim_pairs, desc="reading sim", unit="vol",
+                                                                  file=sys.stderr)]
+    return volumes, sim_volumes, inputs + [p for pair in sim_pairs for p in pair]

@@ -45,9 +45,9 @@ def run_prepare(params_path: Path, capsys) -> tuple[int, str]:
     return rc, lines[-1] if lines else ""
 
 
-def load(path: Path) -> dict:
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+def load(split_dir: Path) -> dict:
+    """Every array of one prepared split folder (<key>.npy), read directly with numpy."""
+    return {p.stem: np.load(p) for p in split_dir.glob("*.npy")}
 
 
 def assert_no_partial_output(workdir: Path) -> None:
@@ -65,7 +65,7 @@ def check_outputs(workdir: Path, image_size: int, scale: int, sim2real: bool = T
     assert sr_meta["scale"] == scale and sr_meta["image_size"] == image_size and sr_meta["background"] == -1.0
     stacks = manifest["splits"]["stacks"]
     for split in SPLITS:
-        sr = load(out / "sr" / f"{split}.npz")
+        sr = load(out / "sr" / split)
         n = len(sr["hr"])
         assert n == sum(len(s[split]) for s in stacks) == sr_meta["counts"][split] > 0
         assert sr["hr"].shape == (n, 1, image_size, image_size) and sr["hr"].dtype == np.float32
@@ -79,12 +79,12 @@ def check_outputs(workdir: Path, image_size: int, scale: int, sim2real: bool = T
     s2r_meta = json.loads((out / "sim2real" / "meta.json").read_text())
     assert s2r_meta["written"] is sim2real
     if not sim2real:
-        assert not list((out / "sim2real").glob("*.npz"))
+        assert sorted(p.name for p in (out / "sim2real").iterdir()) == ["meta.json"]
         assert manifest["outputs"]["sim2real"]["written"] is False
         return manifest
     assert s2r_meta["class_names"] == ["background", "csf", "gm", "wm"]
     for split in SPLITS:
-        d = load(out / "sim2real" / f"{split}.npz")
+        d = load(out / "sim2real" / split)
         for img, lab in (("sim", "sim_labels"), ("real", "real_labels")):
             assert d[img].shape == (len(d[lab]), 1, image_size, image_size) and d[lab].dtype == np.uint8
             assert d[img].min() >= -1 and d[img].max() <= 1
@@ -96,7 +96,7 @@ def check_outputs(workdir: Path, image_size: int, scale: int, sim2real: bool = T
             assert len(d["real"]) == sum(len(s["train_real"]) for s in stacks)
         elif s2r_meta["sim_source"] == "simulator":
             np.testing.assert_array_equal(d["sim_labels"], d["real_labels"])  # val/test aligned
-            sr = load(out / "sr" / f"{split}.npz")
+            sr = load(out / "sr" / split)
             np.testing.assert_array_equal(d["real"], sr["hr"])
     return manifest
 
@@ -120,7 +120,7 @@ def test_prepare_on_the_mni152_template(workdir, write_params, capsys):
     manifest = check_outputs(workdir, 32, 4)
     assert manifest["splits"]["mode"] == "slab" and manifest["splits"]["gap"] == 3
     assert [Path(i["path"]).name for i in manifest["inputs"]] == ["t1.nii.gz", "gm.nii.gz", "wm.nii.gz"]
-    test = load(workdir / "data/prepared/sim2real/test.npz")
+    test = load(workdir / "data/prepared/sim2real/test")
     assert set(np.unique(test["real_labels"])) == {0, 1, 2, 3}
 
 
@@ -148,7 +148,7 @@ def test_outputs_are_deterministic(workdir, write_params, capsys):
     make_nifti_folder(workdir / "user")
     params = write_params(lr_noise_std=0.01)
     assert run_prepare(params, capsys)[0] == 0
-    first = {f: load(workdir / "data/prepared" / f) for f in ("sr/train.npz", "sim2real/train.npz")}
+    first = {f: load(workdir / "data/prepared" / f) for f in ("sr/train", "sim2real/train")}
     assert run_prepare(params, capsys)[0] == 0
     for f, arrays in first.items():
         again = load(workdir / "data/prepared" / f)
@@ -165,7 +165,7 @@ def test_several_volumes_and_axes_split_by_volume(workdir, write_params, capsys)
     assert manifest["splits"]["mode"] == "volume" and len(manifest["splits"]["stacks"]) == 10
     assert sorted(volumes["train"] + volumes["val"] + volumes["test"]) == list(range(5))
     assert not set(volumes["train_sim"]) & set(volumes["train_real"])
-    seen = {s: set(load(workdir / f"data/prepared/sr/{s}.npz")["volume_index"].tolist()) for s in SPLITS}
+    seen = {s: set(load(workdir / f"data/prepared/sr/{s}")["volume_index"].tolist()) for s in SPLITS}
     assert not (seen["train"] & seen["val"]) and not (seen["train"] & seen["test"]) and not (seen["val"] & seen["test"])
 
 
@@ -322,11 +322,12 @@ def test_files_prepare_does_not_own_are_left_alone(workdir, write_params, capsys
     make_nifti_folder(workdir / "user")
     out = workdir / "data" / "prepared"
     (out / "sr").mkdir(parents=True)
-    (out / "sr" / "stale.npz").write_bytes(b"old")
+    (out / "sr" / "train").mkdir()
+    (out / "sr" / "train" / "stale.npy").write_bytes(b"old")
     (out / ".gitignore").write_text("/sr\n/sim2real\n/manifest.json\n")
     assert run_prepare(write_params(), capsys)[0] == 0
     assert (out / ".gitignore").read_text() == "/sr\n/sim2real\n/manifest.json\n"
-    assert not (out / "sr" / "stale.npz").exists()
+    assert not (out / "sr" / "train" / "stale.npy").exists()
     assert sorted(p.name for p in out.iterdir()) == [".gitignore", "manifest.json", "sim2real", "sr"]
     check_outputs(workdir, 32, 4)
 
@@ -350,4 +351,28 @@ def test_cli_exit_code_and_help(workdir, write_params, capsys):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "data.scale" in result.stderr
+    assert_no_partial_output(workdir)
+
+
+def test_one_and_two_workers_write_the_same_bytes(workdir, write_params, capsys):
+    """data.workers changes how volumes are read and sliced (a process pool, memory-mapped scratch files), never
+    what is written; the pool's scratch folder is gone afterwards."""
+    make_nifti_folder(workdir / "user", n_volumes=4)
+    written = {}
+    for workers in (1, 2):
+        rc, err = run_prepare(write_params(workers=workers, lr_noise_std=0.01), capsys)
+        assert rc == 0, err
+        out = workdir / "data/prepared"
+        written[workers] = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.npy"))}
+        assert not list((workdir / "data").glob(".prepare-scratch*"))
+    assert len(written[1]) == 3 * 6 + 3 * 7  # sr: 3 splits x 6 arrays; sim2real: 3 x 7
+    assert written[1].keys() == written[2].keys()
+    for name in written[1]:
+        assert written[1][name] == written[2][name], name
+
+
+def test_negative_workers_is_refused_naming_the_key(workdir, write_params, capsys):
+    make_nifti_folder(workdir / "user")
+    rc, err = run_prepare(write_params(workers=-1), capsys)
+    assert rc == 1 and "data.workers" in err, err
     assert_no_partial_output(workdir)

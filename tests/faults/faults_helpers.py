@@ -105,6 +105,13 @@ def weights_manifest(root: Path) -> None:
          for name in ("vgg19", "inception_fid", "resnet18")}))
 
 
+def save_split(folder: Path, **arrays: np.ndarray) -> None:
+    """One prepared split as prepare writes it: <folder>/<key>.npy per array."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, array in arrays.items():
+        np.save(folder / f"{key}.npy", array)
+
+
 def sr_tree(root: Path, psnr_steps: int = 20, gan_steps: int = 10, checkpoint_every: int = 10) -> Path:
     """Prepared SR data (32 px, x4) and params for a train_sr run of about a second."""
     from src.data.degrade import degrade, naive_upsample
@@ -115,7 +122,7 @@ def sr_tree(root: Path, psnr_steps: int = 20, gan_steps: int = 10, checkpoint_ev
     for split, n in (("train", 6), ("val", 3)):
         hr = torch.rand(n, 1, 32, 32, generator=gen) * 2 - 1
         lr = degrade(hr, 4, "kspace")
-        np.savez(sr_dir / f"{split}.npz", hr=hr.numpy(), lr=lr.numpy(), naive=naive_upsample(lr, 4, "kspace").numpy())
+        save_split(sr_dir / split, hr=hr.numpy(), lr=lr.numpy(), naive=naive_upsample(lr, 4, "kspace").numpy())
     (sr_dir / "meta.json").write_text(json.dumps({"scale": 4, "degradation": "kspace"}))
     weights_manifest(root)
     raw = repo_params()
@@ -144,7 +151,7 @@ def s2r_tree(root: Path, steps: int = 20, checkpoint_every: int = 10) -> Path:
         sim = (np.array([-1.0, 0.6, -0.2, 0.3], np.float32)[labels] + rng.normal(0, .05, labels.shape)).clip(-1, 1)
         real = (np.array([-1.0, -0.6, 0.1, 0.7], np.float32)[labels] + rng.normal(0, .05, labels.shape)).clip(-1, 1)
         sim = sim[:, None].astype(np.float32)
-        np.savez(s2r / f"{split}.npz", sim=sim, sim_labels=labels, real=real[:, None].astype(np.float32),
+        save_split(s2r / split, sim=sim, sim_labels=labels, real=real[:, None].astype(np.float32),
                  real_labels=labels, classical=sim)
     (s2r / "meta.json").write_text(json.dumps({"written": True, "class_names": CLASS_NAMES}))
     weights_manifest(root)

@@ -211,8 +211,7 @@ def test_png_slices_are_read_as_grey(workdir, capsys, mode):
         write_image(workdir / f"user/images/slice{i}.png", pixels)
     rc, err = run_prepare(workdir, capsys)
     assert rc == 0, err
-    with np.load(workdir / "data/prepared/sr/train.npz") as sr:
-        hr = sr["hr"]
+    hr = np.load(workdir / "data/prepared/sr/train/hr.npy")
     assert hr.min() == -1.0 and hr.max() > 0.5 and len(np.unique(hr)) > 50  # not clipped to a few levels
     assert leftovers(workdir) == []
 
@@ -361,7 +360,7 @@ def test_leakage_drop_mode_removes_the_copies_and_records_them(tree, capsys):
     assert check["action"] == "drop" and check["duplicates"]["test~train"] > 0, check
     assert check["dropped"]["test"], check
     from src.data.leakage import find_duplicates
-    sets = {s: np.load(tree / f"data/prepared/sr/{s}.npz")["hr"] for s in ("train", "val", "test")}
+    sets = {s: np.load(tree / f"data/prepared/sr/{s}/hr.npy") for s in ("train", "val", "test")}
     assert len(sets["test"]) > 0 and not find_duplicates(sets["test"], sets["train"], "test", "train")
     assert leftovers(tree) == []
 
@@ -373,7 +372,7 @@ def test_symmetric_template_sliced_sagittally_has_no_twins_across_splits(workdir
     rc, err = run_prepare(workdir, capsys, source="mni152", axes=[0], image_size=32, min_foreground=0.2, split_gap=3)
     assert rc == 0, err
     from src.data.leakage import find_duplicates
-    sets = {s: np.load(workdir / f"data/prepared/sr/{s}.npz")["hr"] for s in ("train", "val", "test")}
+    sets = {s: np.load(workdir / f"data/prepared/sr/{s}/hr.npy") for s in ("train", "val", "test")}
     for held_out, other in (("test", "train"), ("test", "val"), ("val", "train")):
         assert not find_duplicates(sets[held_out], sets[other], held_out, other), (held_out, other)
     manifest = json.loads((workdir / "data/prepared/manifest.json").read_text())
@@ -390,7 +389,7 @@ def test_staging_folders_of_a_killed_prepare_are_swept_at_the_start(tree, capsys
     for stray in ("data/.prepared-tmp-k1ll3d", "data/prepared/.sr-tmp-4000000-x", "data/prepared/.sim2real-tmp-abc",
                   "pipeline/.prepare-tmp-zz9"):
         (tree / stray).mkdir(parents=True)
-        (tree / stray / "train.npz").write_bytes(b"half written")
+        (tree / stray / "hr.npy").write_bytes(b"half written")
     (tree / "user/images/notes.txt").write_text("makes this run fail")
     rc, err = run_prepare(tree, capsys)
     assert rc == 1 and "user/images/notes.txt" in err, err

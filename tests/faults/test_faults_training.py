@@ -173,21 +173,20 @@ def test_crop_larger_than_the_prepared_images(sr_run, capsys):
 
 
 def test_corrupt_prepared_split(sr_run, capsys):
-    Path("data/prepared/sr/train.npz").write_bytes(b"\x00" * 100)
+    Path("data/prepared/sr/train/hr.npy").write_bytes(b"\x00" * 100)
     before = snapshot(sr_run, *ALL)
     rc, err = run_sr(capsys)
-    assert rc == 1 and "data/prepared/sr/train.npz" in err, err
+    assert rc == 1 and "data/prepared/sr/train/hr.npy" in err, err
     assert snapshot(sr_run, *ALL) == before
 
 
 def test_segmenter_on_prepared_data_with_nan(tmp_path, monkeypatch, capsys):
     root = s2r_tree(tmp_path)
     monkeypatch.chdir(root)
-    path = Path("data/prepared/sim2real/train.npz")
-    with np.load(path) as data:
-        arrays = dict(data)
-    arrays["sim"][0, 0, 3, 3] = np.nan
-    np.savez(path, **arrays)
+    path = Path("data/prepared/sim2real/train/sim.npy")
+    sim = np.load(path)
+    sim[0, 0, 3, 3] = np.nan
+    np.save(path, sim)
     before = snapshot(root, "pipeline/train_segmenter")
     rc = train_segmenter.main(["--params", "params.yaml"])
     err = last_line(capsys.readouterr().err)
