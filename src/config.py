@@ -128,6 +128,7 @@ class DataConfig:
     split_gap: NonNegInt
     leakage: Literal["fail", "drop"]  # held-out slices copying another split's (src/data/leakage.py)
     max_volume_mib: PosFloat  # a volume larger than this as float32 is refused from its header, unread
+    workers: NonNegInt  # prepare's processes reading and slicing volumes; 0: one per CPU core (outputs do not depend on it)
     sim_fraction: Annotated[float, Strict(), Field(gt=0, lt=1)]
     sim_block: PosInt
     scale: Annotated[Literal[2, 4, 8], BeforeValidator(_int_only)]
@@ -247,6 +248,8 @@ class CycleGANTrainConfig:
 class TrainConfig:
     device: Device
     amp: Amp   # bf16 autocast: auto = where the hardware runs bf16 natively
+    nproc: PosInt        # processes per node for the training stages (torchrun; DDP when > 1)
+    num_workers: NonNegInt  # DataLoader worker processes per rank (0: batches are read in the training process)
     resume: Bool
     max_nan_retries: NonNegInt
     lambda_adv: NonNegFloat

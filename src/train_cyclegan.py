@@ -3,7 +3,7 @@
 Train the sim-to-real CycleGAN (g_sim2real, g_real2sim, d_real, d_sim) from --input: `sim` (the
 raw simulator rendering) or `classical` (the same after blur + foreground histogram matching,
 src/data/classical.py), one DVC stage per input (train_cyclegan@sim, train_cyclegan@classical).
-Reads data/prepared/sim2real/{train,val}.npz, pipeline/train_segmenter/segmenter.pt (frozen,
+Reads data/prepared/sim2real/{train,val}/, pipeline/train_segmenter/segmenter.pt (frozen,
 semantic loss), pipeline/weights/ (VGG19) and params.yaml (seed, train.device/amp/resume/
 max_nan_retries, train.lambda_*, train.cyclegan, data.train_fraction). Writes pipeline/train_cyclegan/<input>/:
 g_sim2real.pt, g_real2sim.pt, config.json, checkpoint/last.pt (full state for resume) and live/
@@ -19,20 +19,21 @@ import torch
 
 from src.checksum import sha256
 from src.config import ConfigError, Params, as_dict, fingerprint
-from src.data.prepared import PREPARED, load_meta, load_split
+from src.data.prepared import PREPARED, load_meta, open_split, split_digest
 from src.data.subset import train_subset
 from src.models.cyclegan import ResnetGenerator
 from src.models.discriminators import PatchDiscriminator
 from src.pretrained import perceptual_loss
 from src.stage import run_stage
 from src.training.artifacts import load_segmenter
-from src.training.batches import random_crops
 from src.training.checkpoint import TrainState, save_weights
+from src.training.data import BatchStream, SliceCrops, image_crop, monitoring_slices
+from src.training.distributed import from_environment, seed_rank_streams, shutdown
 from src.training.cyclegan_step import (CycleGANBatch, CycleGANCritics, CycleGANNets, CycleGANOptimizers,
                                         CycleGANSettings, cyclegan_step)
 from src.training.gan_utils import ImagePool
 from src.training.inference import predict
-from src.training.loop import GeneratorState, LoopSettings, NonFiniteLossError
+from src.training.loop import LoopSettings, NonFiniteLossError
 from src.training.run import training_run
 from src.training.runtime import make_runtime, seed_everything
 from src.training.samples import difference_map, grid, overlay_labels
@@ -52,20 +53,30 @@ def linear_decay(steps: int, decay_start: int):
 def train(params: Params, source: str = "classical") -> dict[str, float]:
     cfg, train_cfg = params.train.cyclegan, params.train
     out = OUT_ROOT / source
-    seed_everything(params.seed)
-    runtime = make_runtime(train_cfg.device, train_cfg.amp)
+    dist = from_environment(train_cfg.device)
+    seed_everything(params.seed)  # the same initial weights on every rank
+    runtime = make_runtime(train_cfg.device, train_cfg.amp, dist.local_rank)
     class_names = list(load_meta(SIM2REAL / "meta.json")["class_names"])
-    # The sim side is the chosen rendering; its labels are the simulator's either way.
-    data, val = ({("sim" if k == source else k): v for k, v in load_split(SIM2REAL / f"{split}.npz",
-                                                                          (source, "sim_labels", "real")).items()}
-                 for split in ("train", "val"))
+    # The sim side is the chosen rendering; its labels are the simulator's either way. Sim and
+    # real slices are unpaired (and differ in number): two memory-mapped sets, two streams.
+    sim_arrays = open_split(SIM2REAL / "train", (source, "sim_labels"))
+    sim_arrays = {"sim": sim_arrays[source], "sim_labels": sim_arrays["sim_labels"]}
+    real_arrays = open_split(SIM2REAL / "train", ("real",))
+    val = {("sim" if k == source else k): v
+           for k, v in monitoring_slices(SIM2REAL / "val", (source, "sim_labels", "real")).items()}
     # data.train_fraction (data-scarcity experiments): nested subsets of the sim and of the real slices.
-    keep = {key: torch.from_numpy(train_subset(len(data[key]), params.data.train_fraction, params.seed + offset))
-            for key, offset in (("sim", 0), ("real", 1))}
-    data = {key: images[keep["real" if key == "real" else "sim"]] for key, images in data.items()}
-    if cfg.crop_size > data["sim"].shape[-1]:
+    keep = {key: train_subset(len(arrays[key]), params.data.train_fraction, params.seed + offset)
+            for key, offset, arrays in (("sim", 0, sim_arrays), ("real", 1, real_arrays))}
+    if cfg.crop_size > sim_arrays["sim"].shape[-1]:
         raise ConfigError(f"train.cyclegan.crop_size: {cfg.crop_size} is larger than the prepared images "
-                          f"({data['sim'].shape[-1]} px)")
+                          f"({sim_arrays['sim'].shape[-1]} px)")
+    train_dir = str(SIM2REAL / "train")
+    sim_stream = BatchStream(SliceCrops(sim_arrays, image_crop(cfg.crop_size, "sim", "sim_labels"), params.seed,
+                                        keep["sim"], train_dir), cfg.batch_size, dist, params.seed,
+                             train_cfg.num_workers, "train.cyclegan.batch_size")
+    real_stream = BatchStream(SliceCrops(real_arrays, image_crop(cfg.crop_size, "real"), params.seed + 1,
+                                         keep["real"], train_dir), cfg.batch_size, dist, params.seed + 1,
+                              train_cfg.num_workers, "train.cyclegan.batch_size")
     settings = CycleGANSettings(lambda_adv=train_cfg.lambda_adv, lambda_cycle=train_cfg.lambda_cycle,
                                 lambda_identity=train_cfg.lambda_identity, lambda_percep=train_cfg.lambda_percep,
                                 lambda_semantic=train_cfg.lambda_semantic, gan_loss=cfg.gan_loss, policy=cfg.diffaugment,
@@ -77,10 +88,11 @@ def train(params: Params, source: str = "classical") -> dict[str, float]:
     # One frozen segmenter: the semantic loss, the sample overlays and the val Dice.
     segmenter, segmenter_meta = load_segmenter(SEGMENTER_FILE)
     segmenter = runtime.place(segmenter)
-    nets = CycleGANNets(  # built in this order from the seed: g_sim2real, g_real2sim, d_real, d_sim
+    networks = CycleGANNets(  # built in this order from the seed: g_sim2real, g_real2sim, d_real, d_sim
         *(runtime.place(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks, cfg.residual)) for _ in range(2)),
         *(runtime.place(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm))
           for _ in range(2)))
+    nets = CycleGANNets(**{name: dist.wrap(net, runtime.device) for name, net in vars(networks).items()})
     optimizers = CycleGANOptimizers(
         g=torch.optim.Adam([*nets.g_sim2real.parameters(), *nets.g_real2sim.parameters()], cfg.lr, betas=cfg.betas),
         d=torch.optim.Adam([*nets.d_real.parameters(), *nets.d_sim.parameters()], cfg.lr, betas=cfg.betas))
@@ -89,29 +101,29 @@ def train(params: Params, source: str = "classical") -> dict[str, float]:
                               perceptual, segmenter, settings)
     schedulers = {name: torch.optim.lr_scheduler.LambdaLR(opt, linear_decay(cfg.steps, cfg.decay_start))
                   for name, opt in (("g", optimizers.g), ("d", optimizers.d))}
-    batches = torch.Generator().manual_seed(params.seed)
-    state = TrainState(modules=dict(vars(nets)), optimizers={"g": optimizers.g, "d": optimizers.d},
-                       schedulers=schedulers, extras={"batches": GeneratorState(batches),
-                                                      "pool_real": critics.pool_real, "pool_sim": critics.pool_sim})
+    seed_rank_streams(params.seed, dist.rank)  # each rank's own DiffAugment draws
+    # The unwrapped networks (a checkpoint has the same names with or without DDP), and the
+    # pools, which are the same on every rank (cyclegan_step.pooled).
+    state = TrainState(modules=dict(vars(networks)), optimizers={"g": optimizers.g, "d": optimizers.d},
+                       schedulers=schedulers, extras={"pool_real": critics.pool_real, "pool_sim": critics.pool_sim})
     run_fingerprint = fingerprint({k: v for k, v in as_dict(cfg).items() if k not in NOT_FINGERPRINTED},
                                   {k: getattr(train_cfg, k) for k in ("lambda_adv", "lambda_cycle", "lambda_identity",
                                                                       "lambda_percep", "lambda_semantic")},
-                                  params.seed, source, params.data.train_fraction, sha256(SIM2REAL / "train.npz"), sha256(SEGMENTER_FILE), vgg_backbone,
+                                  params.seed, source, params.data.train_fraction, split_digest(SIM2REAL / "train"), sha256(SEGMENTER_FILE), vgg_backbone,
                                   runtime.amp, runtime.device.type)  # a change of precision or device starts fresh
 
     def sample():
         sim, real = val["sim"][:4], val["real"][:4]
-        fake_real, fake_sim = predict(nets.g_sim2real, sim, runtime), predict(nets.g_real2sim, real, runtime)
+        fake_real, fake_sim = predict(networks.g_sim2real, sim, runtime), predict(networks.g_real2sim, real, runtime)
         change, peak = difference_map(fake_real, sim)
-        return grid([sim, fake_real, change, predict(nets.g_real2sim, fake_real, runtime),
+        return grid([sim, fake_real, change, predict(networks.g_real2sim, fake_real, runtime),
                      overlay_labels(fake_real, predict_labels(segmenter, fake_real, runtime)), real, fake_sim],
                     [source, "fake_real", f"|fake_real-{source}| /{peak:.2f}", "rec", "seg(fake_real)", "real", "fake_sim"])
 
     def step_fn(step: int) -> dict[str, float]:
-        sim, sim_labels = random_crops(data["sim"], cfg.crop_size, cfg.batch_size, batches, data["sim_labels"])
-        real, _ = random_crops(data["real"], cfg.crop_size, cfg.batch_size, batches)
+        (sim, sim_labels), (real,) = sim_stream.batch(step), real_stream.batch(step)
         batch = CycleGANBatch(runtime.batch(sim), sim_labels.to(runtime.device), runtime.batch(real))
-        stats = cyclegan_step(nets, optimizers, critics, batch, settings, runtime)
+        stats = cyclegan_step(nets, optimizers, critics, batch, settings, runtime, dist)
         for scheduler in schedulers.values():
             scheduler.step()
         return stats
@@ -119,17 +131,19 @@ def train(params: Params, source: str = "classical") -> dict[str, float]:
     resolved = {"seed": params.seed, "input": source, "train_fraction": params.data.train_fraction,
                 "train_counts": {key: len(index) for key, index in keep.items()},
                 "train": {k: v for k, v in as_dict(train_cfg).items() if k != "sr"},
-                "vgg_backbone": vgg_backbone, "segmenter": segmenter_meta}
-    with training_run(out, state, run_fingerprint, train_cfg.resume, resolved, runtime) as run:
+                "vgg_backbone": vgg_backbone, "segmenter": segmenter_meta, "world_size": dist.world_size}
+    with training_run(out, state, run_fingerprint, train_cfg.resume, resolved, runtime, dist, params.seed) as run:
         run.fit(step_fn, LoopSettings(total_steps=cfg.steps, log_every=cfg.log_every, sample_every=cfg.sample_every,
                                       checkpoint_every=cfg.checkpoint_every, max_nan_retries=train_cfg.max_nan_retries,
                                       desc=f"CycleGAN ({source})"), sample)
+        if not dist.is_main:
+            return {}
         meta = {"channels": cfg.g_channels, "blocks": cfg.g_blocks, "residual": cfg.residual, "steps": cfg.steps,
                 "vgg_backbone": vgg_backbone, "input": source}
-        save_weights(out / "g_sim2real.pt", nets.g_sim2real, {**meta, "direction": "sim2real"})
-        save_weights(out / "g_real2sim.pt", nets.g_real2sim, {**meta, "direction": "real2sim"})
+        save_weights(out / "g_sim2real.pt", networks.g_sim2real, {**meta, "direction": "sim2real"})
+        save_weights(out / "g_real2sim.pt", networks.g_real2sim, {**meta, "direction": "real2sim"})
         # Content check on validation slices: does the frozen segmenter still find the sim labels?
-        fake_real = predict(nets.g_sim2real, val["sim"], runtime.fp32())
+        fake_real = predict(networks.g_sim2real, val["sim"], runtime.fp32())
         for name, images in ((f"segmenter_on_{source}", val["sim"]), ("segmenter_on_fake_real", fake_real)):
             run.summary.update(dice_report(f"val/{name}", predict_labels(segmenter, images, runtime.fp32()),
                                            val["sim_labels"], class_names))
@@ -137,9 +151,12 @@ def train(params: Params, source: str = "classical") -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage("train_cyclegan", __doc__, train, argv, expected=(NonFiniteLossError,),
-                     options={"--input": {"dest": "source", "choices": INPUTS, "default": "classical",
-                                          "help": "the sim rendering to translate (default: classical)"}})
+    try:
+        return run_stage("train_cyclegan", __doc__, train, argv, expected=(NonFiniteLossError,),
+                         options={"--input": {"dest": "source", "choices": INPUTS, "default": "classical",
+                                              "help": "the sim rendering to translate (default: classical)"}})
+    finally:
+        shutdown()
 
 
 if __name__ == "__main__":

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from src.atomic import write_json
 from src.config import Params, as_dict
-from src.data.prepared import PREPARED, load_meta, load_split
+from src.data.prepared import PREPARED, load_meta, open_split
 from src.models.segmenter import build_unet
 from src.pretrained import weight_file
 from src.stage import run_stage
 from src.training.checkpoint import save_weights
+from src.training.data import monitoring_slices
+from src.training.distributed import from_environment, shutdown
 from src.training.lock import LOCK_NAME, die_with_parent, output_lock
 from src.training.runtime import make_runtime, seed_everything
 from src.training.segmentation import dice_report, fit_segmenter, predict_labels
@@ -29,20 +31,23 @@ def segmenter_meta(params: Params, n_classes: int, encoder_weights: str) -> dict
 
 
 def train(params: Params) -> dict:
-    """The stage's recipe, holding pipeline/train_segmenter's lock: one trainer per output folder."""
+    """The stage's recipe, holding pipeline/train_segmenter's lock on rank 0: one trainer per output folder."""
+    dist = from_environment(params.train.device)
+    if not dist.is_main:  # the other DDP ranks train and write nothing
+        die_with_parent()
+        return fit_and_save(params, dist)
     with output_lock(OUT / LOCK_NAME, "train_segmenter", OUT):
         die_with_parent()
-        return fit_and_save(params)
+        return fit_and_save(params, dist)
 
 
-def fit_and_save(params: Params) -> dict:
+def fit_and_save(params: Params, dist) -> dict:
     started = time.perf_counter()
     cfg = params.segmenter
-    seed_everything(params.seed)
-    runtime = make_runtime("auto", params.train.amp)  # the same precision policy as the GANs
+    seed_everything(params.seed)  # the same initial weights on every rank
+    runtime = make_runtime(params.train.device, params.train.amp, dist.local_rank)  # the GANs' device and precision
     class_names = list(load_meta(SIM2REAL / "meta.json")["class_names"])
-    train_data = load_split(SIM2REAL / "train.npz", ("sim", "sim_labels"))
-    val_data = load_split(SIM2REAL / "val.npz", ("sim", "sim_labels", "real", "real_labels"))
+    train_data = open_split(SIM2REAL / "train", ("sim", "sim_labels"))  # memory maps: batches read their own slices
 
     encoder_file = weight_file(WEIGHTS_DIR, cfg.encoder, use=f"The U-Net {cfg.encoder} encoder") \
         if cfg.encoder == "resnet18" else None
@@ -50,7 +55,12 @@ def fit_and_save(params: Params) -> dict:
                                         str(encoder_file) if encoder_file else None)
     model = runtime.place(model)
     losses = fit_segmenter(model, train_data["sim"], train_data["sim_labels"], cfg, cfg.steps, params.seed, runtime,
-                           desc="segmenter (sim)")
+                           desc="segmenter (sim)", dist=dist, workers=params.train.num_workers,
+                           files=(str(SIM2REAL / "train" / "sim.npy"), str(SIM2REAL / "train" / "sim_labels.npy")))
+    if not dist.is_main:
+        return {}
+    val_data = {**monitoring_slices(SIM2REAL / "val", ("sim", "sim_labels")),
+                **monitoring_slices(SIM2REAL / "val", ("real", "real_labels"))}
 
     metrics = {"encoder_weights": encoder_weights, "train/final_loss": sum(losses[-20:]) / len(losses[-20:])}
     for split, domain in (("val_sim", "sim"), ("val_real", "real")):  # in fp32: independent of the CPU's bf16
@@ -67,13 +77,16 @@ def fit_and_save(params: Params) -> dict:
 
 DESCRIPTION = (
     "Train the U-Net (segmentation-models-pytorch) on simulated slices and their tissue labels. Reads "
-    "data/prepared/sim2real/{train,val}.npz and meta.json, pipeline/weights/ (ResNet-18 encoder) and params.yaml "
+    "data/prepared/sim2real/{train,val}/ and meta.json, pipeline/weights/ (ResNet-18 encoder) and params.yaml "
     "(seed, segmenter). Writes pipeline/train_segmenter/segmenter.pt, config.json and metrics.json (validation "
     "Dice per class on sim and on real slices: the sim-to-real gap).")
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage("train_segmenter", DESCRIPTION, train, argv)
+    try:
+        return run_stage("train_segmenter", DESCRIPTION, train, argv)
+    finally:
+        shutdown()
 
 
 if __name__ == "__main__":

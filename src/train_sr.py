@@ -1,6 +1,6 @@
 """DVC stage `train_sr`: SRResNet (PSNR phase) then SRGAN (GAN phase) on prepared MRI slices.
 
-Train the super-resolution models. Reads data/prepared/sr/{train,val}.npz and meta.json,
+Train the super-resolution models. Reads data/prepared/sr/{train,val}/ and meta.json,
 pipeline/weights/ (VGG19 for the perceptual loss) and params.yaml (seed, data.train_fraction,
 train.device/amp/resume/max_nan_retries, train.sr). Writes pipeline/train_sr/g_psnr.pt (PSNR phase,
 EMA), g_gan.pt (GAN phase, EMA), config.json, checkpoint/last.pt (full state for resume) and live/
@@ -17,9 +17,8 @@ from pathlib import Path
 
 import torch
 
-from src.checksum import sha256
 from src.config import ConfigError, Params, SRTrainConfig, as_dict, fingerprint
-from src.data.prepared import PREPARED, load_meta, load_split
+from src.data.prepared import PREPARED, load_meta, open_split, split_digest
 from src.data.subset import train_subset
 from src.metrics.image_quality import psnr, ssim
 from src.models.discriminators import PatchDiscriminator
@@ -27,10 +26,11 @@ from src.models.highpass import HighPassDiscriminator
 from src.models.srresnet import SRResNet
 from src.pretrained import perceptual_loss
 from src.stage import run_stage
-from src.training.batches import paired_crops
 from src.training.checkpoint import TrainState, save_weights
+from src.training.data import BatchStream, SliceCrops, monitoring_slices, paired_crop
+from src.training.distributed import from_environment, seed_rank_streams, shutdown
 from src.training.inference import predict
-from src.training.loop import GeneratorState, LoopSettings, NonFiniteLossError
+from src.training.loop import LoopSettings, NonFiniteLossError
 from src.training.run import training_run
 from src.training.runtime import make_runtime, seed_everything
 from src.training.samples import grid
@@ -78,20 +78,22 @@ def discriminator(cfg: SRTrainConfig) -> torch.nn.Module:
 
 def train(params: Params, out: Path = OUT) -> dict[str, float]:
     cfg, train_cfg = params.train.sr, params.train
-    seed_everything(params.seed)
-    runtime = make_runtime(train_cfg.device, train_cfg.amp)
+    dist = from_environment(train_cfg.device)
+    seed_everything(params.seed)  # the same initial weights on every rank
+    runtime = make_runtime(train_cfg.device, train_cfg.amp, dist.local_rank)
     meta = load_meta(SR_DATA / "meta.json")
     scale, degradation = int(meta["scale"]), meta["degradation"]
-    data = load_split(SR_DATA / "train.npz", ("lr", "naive", "hr"))
+    data = open_split(SR_DATA / "train", ("lr", "naive", "hr"))  # memory maps: batches read their own slices
     subset = train_subset(len(data["hr"]), params.data.train_fraction, params.seed)
-    data = {key: images[torch.from_numpy(subset)] for key, images in data.items()}
     if params.data.train_fraction < 1:
         log.info("data.train_fraction %.3g: training on %d of the train slices", params.data.train_fraction, len(subset))
     data_consistency = uses_data_consistency(cfg.data_consistency, degradation)
-    val = load_split(SR_DATA / "val.npz", ("lr", "hr", "naive"))
+    val = monitoring_slices(SR_DATA / "val", ("lr", "hr", "naive"))
     if cfg.crop_size > data["hr"].shape[-1]:
         raise ConfigError(f"train.sr.crop_size: {cfg.crop_size} is larger than the prepared images "
                           f"({data['hr'].shape[-1]} px)")
+    stream = BatchStream(SliceCrops(data, paired_crop(scale, cfg.crop_size), params.seed, subset, str(SR_DATA / "train")), cfg.batch_size,
+                         dist, params.seed, train_cfg.num_workers, "train.sr.batch_size")
     settings = SRGanSettings(gan_loss=cfg.gan_loss, policy=cfg.diffaugment, lambda_pixel=cfg.lambda_pixel,
                              lambda_percep=cfg.lambda_percep, lambda_adv=cfg.lambda_adv, r1_gamma=cfg.r1_gamma,
                              label_smoothing=cfg.label_smoothing)
@@ -99,22 +101,24 @@ def train(params: Params, out: Path = OUT) -> dict[str, float]:
     critics = SRCritics(runtime.place(perceptual) if settings.lambda_percep > 0 else None, settings)
     g = runtime.place(SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks,
                                data_consistency=data_consistency))
-    nets = SRNets(g=g, g_ema=copy.deepcopy(g).requires_grad_(False),
-                  d=runtime.place(discriminator(cfg)))
+    d = runtime.place(discriminator(cfg))
+    nets = SRNets(g=dist.wrap(g, runtime.device), g_ema=copy.deepcopy(g).requires_grad_(False),
+                  d=dist.wrap(d, runtime.device))
     # The PSNR model (phase 1's EMA weights) lives in the checkpointed state, not only in
     # g_psnr.pt: DVC deletes a stage's outputs before re-running it, and a run resumed in
     # phase 2 must still have it.
     g_psnr = copy.deepcopy(g).requires_grad_(False)
     opt_psnr = torch.optim.Adam(g.parameters(), lr=cfg.lr_psnr, betas=cfg.betas)
     optimizers = SROptimizers(g=torch.optim.Adam(g.parameters(), lr=cfg.lr_gan, betas=cfg.betas),
-                              d=torch.optim.Adam(nets.d.parameters(), lr=cfg.lr_gan, betas=cfg.betas))
+                              d=torch.optim.Adam(d.parameters(), lr=cfg.lr_gan, betas=cfg.betas))
     sched_psnr = torch.optim.lr_scheduler.LambdaLR(opt_psnr, warmup_cosine(cfg.warmup_steps, cfg.psnr_steps))
-    batches = torch.Generator().manual_seed(params.seed)
-    state = TrainState(modules={"g": g, "g_ema": nets.g_ema, "g_psnr": g_psnr, "d": nets.d},
+    seed_rank_streams(params.seed, dist.rank)  # each rank's own augmentation and instance-noise draws
+    # The unwrapped networks: a checkpoint has the same names with or without DDP.
+    state = TrainState(modules={"g": g, "g_ema": nets.g_ema, "g_psnr": g_psnr, "d": d},
                        optimizers={"g_psnr": opt_psnr, "g_gan": optimizers.g, "d": optimizers.d},
-                       schedulers={"g_psnr": sched_psnr}, extras={"batches": GeneratorState(batches)}, phase="psnr")
+                       schedulers={"g_psnr": sched_psnr}, phase="psnr")
     run_fingerprint = fingerprint({k: v for k, v in as_dict(cfg).items() if k not in NOT_FINGERPRINTED},
-                                  params.seed, sha256(SR_DATA / "train.npz"), subset.tolist(), vgg_backbone, runtime.amp,
+                                  params.seed, split_digest(SR_DATA / "train"), subset.tolist(), vgg_backbone, runtime.amp,
                                   runtime.device.type,  # a change of precision or device starts fresh
                                   sorted(state.modules))  # the checkpoint layout: another layout starts fresh
 
@@ -124,12 +128,11 @@ def train(params: Params, out: Path = OUT) -> dict[str, float]:
         return grid([val["lr"][:4], val["naive"][:4], psnr_model, current, val["hr"][:4]],
                     ["LR", "naive", "PSNR model", f"G_ema ({state.phase})", "HR"])
 
-    def next_batch() -> SRBatch:
-        crops = paired_crops(data["lr"], data["naive"], data["hr"], scale, cfg.crop_size, cfg.batch_size, batches)
-        return SRBatch(*(runtime.batch(c) for c in crops))
+    def next_batch(step: int) -> SRBatch:
+        return SRBatch(*(runtime.batch(c) for c in stream.batch(step)))
 
     def psnr_phase_step(step: int) -> dict[str, float]:
-        stats = psnr_step(nets, opt_psnr, next_batch(), runtime, ema_decay=ema_decay_at(step, cfg.ema_decay))
+        stats = psnr_step(nets, opt_psnr, next_batch(step), runtime, ema_decay=ema_decay_at(step, cfg.ema_decay))
         sched_psnr.step()
         return stats
 
@@ -137,7 +140,7 @@ def train(params: Params, out: Path = OUT) -> dict[str, float]:
         gan_step_index = step - cfg.psnr_steps
         # Instance noise (Sønderby et al. 2017) is annealed linearly to zero over phase 2.
         noise = cfg.instance_noise * max(0.0, 1.0 - gan_step_index / max(1, cfg.gan_steps))
-        return gan_step(nets, optimizers, critics, next_batch(), settings, runtime, instance_noise=noise,
+        return gan_step(nets, optimizers, critics, next_batch(step), settings, runtime, instance_noise=noise,
                         ema_decay=ema_decay_at(gan_step_index, cfg.ema_decay))
 
     def loop(total_steps: int, desc: str) -> LoopSettings:
@@ -146,8 +149,8 @@ def train(params: Params, out: Path = OUT) -> dict[str, float]:
 
     resolved = {"seed": params.seed, "train": {k: v for k, v in as_dict(train_cfg).items() if k != "cyclegan"},
                 "data_meta": meta, "train_fraction": params.data.train_fraction, "train_slices": subset.tolist(),
-                "data_consistency": data_consistency, "vgg_backbone": vgg_backbone}
-    with training_run(out, state, run_fingerprint, train_cfg.resume, resolved, runtime) as run:
+                "data_consistency": data_consistency, "vgg_backbone": vgg_backbone, "world_size": dist.world_size}
+    with training_run(out, state, run_fingerprint, train_cfg.resume, resolved, runtime, dist, params.seed) as run:
         if state.phase == "psnr":
             run.fit(psnr_phase_step, loop(cfg.psnr_steps, "SR psnr phase"), sample)
             g_psnr.load_state_dict(nets.g_ema.state_dict())
@@ -156,6 +159,8 @@ def train(params: Params, out: Path = OUT) -> dict[str, float]:
             state.phase = "gan"
         if cfg.gan_steps > 0:
             run.fit(gan_phase_step, loop(cfg.psnr_steps + cfg.gan_steps, "SR gan phase"), sample)
+        if not dist.is_main:
+            return {}
         model_meta = {"scale": scale, "degradation": degradation, "channels": cfg.g_channels, "blocks": cfg.g_blocks,
                       "data_consistency": data_consistency}
         save_weights(out / "g_psnr.pt", g_psnr, {**model_meta, "phase": "psnr", "steps": cfg.psnr_steps})
@@ -168,7 +173,10 @@ def train(params: Params, out: Path = OUT) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage("train_sr", __doc__, train, argv, expected=(NonFiniteLossError,))
+    try:
+        return run_stage("train_sr", __doc__, train, argv, expected=(NonFiniteLossError,))
+    finally:
+        shutdown()
 
 
 if __name__ == "__main__":

@@ -137,9 +137,16 @@ def save_atomic(path: Path, obj: Any) -> None:
         raise
 
 
-def save_checkpoint(path: Path, state: TrainState, fingerprint: str) -> None:
-    """Atomic (see `save_atomic`), so a kill or a full disk never leaves half a checkpoint."""
-    save_atomic(path, {"fingerprint": fingerprint, "state": state.state_dict()})
+def save_checkpoint(path: Path, state: TrainState, fingerprint: str, rank_rng: list[dict] | None = None) -> None:
+    """Atomic (see `save_atomic`), so a kill or a full disk never leaves half a checkpoint.
+
+    `rank_rng`: under DDP, every rank's `rng_state()` in rank order (the networks are the
+    same on every rank and saved once; the RNG streams are each rank's own).
+    """
+    blob = {"fingerprint": fingerprint, "state": state.state_dict()}
+    if rank_rng is not None:
+        blob["rank_rng"] = rank_rng
+    save_atomic(path, blob)
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -25,6 +25,7 @@ from torch import nn
 from src.config import GanLoss
 from src.losses.adversarial import D_LOSSES, G_LOSSES
 from src.losses.semantic import pseudo_labels, semantic_ce
+from src.training.distributed import SINGLE, Distributed, unwrap
 from src.training.gan_utils import ImagePool, discriminate, discriminate_pair, frozen, real_sign
 from src.training.runtime import Runtime
 
@@ -57,6 +58,8 @@ def reconstruction_loss(output: torch.Tensor, target: torch.Tensor, beta: float)
 
 @dataclass(frozen=True)
 class CycleGANNets:
+    """Under DDP each is a DistributedDataParallel wrapper (src/training/distributed.py)."""
+
     g_sim2real: nn.Module
     g_real2sim: nn.Module
     d_real: nn.Module        # tells real images from fake_real
@@ -97,16 +100,30 @@ class CycleGANBatch:
     real: torch.Tensor         # (N, 1, H, W) in [-1, 1], unpaired with sim
 
 
+def pooled(pool: ImagePool, fakes: torch.Tensor, dist: Distributed = SINGLE) -> torch.Tensor:
+    """This rank's part of the pool's answer for the global batch of fakes.
+
+    The pool is global: every rank gathers all ranks' fakes, queries its copy of the pool
+    with the same generator, and keeps its own part. The copies stay identical on every
+    rank, and equal to the pool of a single process fed the whole batch, so a checkpoint
+    needs rank 0's copy only and a run does not depend on the number of ranks.
+    """
+    return dist.my_part(pool.query(dist.gather_batch(fakes)))
+
+
 def cyclegan_step(nets: CycleGANNets, optimizers: CycleGANOptimizers, critics: CycleGANCritics,
-                  batch: CycleGANBatch, settings: CycleGANSettings, runtime: Runtime) -> dict[str, float]:
+                  batch: CycleGANBatch, settings: CycleGANSettings, runtime: Runtime,
+                  dist: Distributed = SINGLE) -> dict[str, float]:
     """One G update and one D update; returns slash-namespaced stats (`g/cycle`, `d_real/adv`, ...)."""
     s = settings
     d_loss_fn, g_loss_fn = D_LOSSES[s.gan_loss], G_LOSSES[s.gan_loss]
     sim, sim_labels, real = batch.sim, batch.sim_labels, batch.real
     n = sim.shape[0]
 
-    # G step: both generators, discriminators frozen.
-    with frozen(nets.d_real), frozen(nets.d_sim), runtime.autocast():
+    # G step: both generators, discriminators frozen and called unwrapped (not updated here:
+    # a DDP forward whose parameters get no gradient would leave DDP waiting for them).
+    d_real, d_sim = unwrap(nets.d_real), unwrap(nets.d_sim)
+    with frozen(d_real), frozen(d_sim), runtime.autocast():
         if s.lambda_identity > 0:
             fake_real, idt_real = nets.g_sim2real(torch.cat([sim, real])).split([n, real.shape[0]])
             fake_sim, idt_sim = nets.g_real2sim(torch.cat([real, sim])).split([real.shape[0], n])
@@ -114,8 +131,8 @@ def cyclegan_step(nets: CycleGANNets, optimizers: CycleGANOptimizers, critics: C
             fake_real, fake_sim = nets.g_sim2real(sim), nets.g_real2sim(real)
         terms: dict[str, torch.Tensor] = {}
         if s.lambda_adv > 0:
-            terms["adv"] = (g_loss_fn(discriminate(nets.d_real, fake_real, s.policy).float())
-                            + g_loss_fn(discriminate(nets.d_sim, fake_sim, s.policy).float()))
+            terms["adv"] = (g_loss_fn(discriminate(d_real, fake_real, s.policy).float())
+                            + g_loss_fn(discriminate(d_sim, fake_sim, s.policy).float()))
         if s.lambda_cycle > 0:
             rec_sim, rec_real = nets.g_real2sim(fake_real), nets.g_sim2real(fake_sim)
             terms["cycle"] = (reconstruction_loss(rec_sim.float(), sim, s.reconstruction_beta)
@@ -141,8 +158,8 @@ def cyclegan_step(nets: CycleGANNets, optimizers: CycleGANOptimizers, critics: C
     stats["g/total"] = g_total.item()
 
     # D step: reals against pooled, detached fakes (Shrivastava et al. 2017 history).
-    fake_real_pooled = critics.pool_real.query(fake_real.detach())
-    fake_sim_pooled = critics.pool_sim.query(fake_sim.detach())
+    fake_real_pooled = pooled(critics.pool_real, fake_real.detach(), dist)
+    fake_sim_pooled = pooled(critics.pool_sim, fake_sim.detach(), dist)
     with runtime.autocast():
         d_real_on_real, d_real_on_fake = discriminate_pair(nets.d_real, real, fake_real_pooled, s.policy)
         d_sim_on_sim, d_sim_on_fake = discriminate_pair(nets.d_sim, sim, fake_sim_pooled, s.policy)

@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from src.training.checkpoint import CheckpointError, TrainState, load_checkpoint, restore, save_checkpoint, snapshot
+from src.training.checkpoint import (CheckpointError, TrainState, load_checkpoint, restore, rng_state, save_checkpoint,
+                                     set_rng_state, snapshot)
+from src.training.distributed import SINGLE, Distributed, seed_rank_streams
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +107,15 @@ def _whole_row(row: list[str], width: int) -> bool:
 
 
 def try_resume(state: TrainState, checkpoint_path: Path, fingerprint: str, resume: bool,
-               stage: str = "training") -> bool:
+               stage: str = "training", dist: Distributed = SINGLE, seed: int = 0) -> bool:
     """Load the checkpoint when resuming is allowed and its params fingerprint matches.
 
     A checkpoint with the right fingerprint whose state does not fit `state` (the code of a
     network changed, say) is a CheckpointError naming the file, the stage and the two ways out.
+    Each rank takes its own RNG states from a checkpoint of the same world size; from another
+    world size (a single-process checkpoint resumed under DDP, or the other way round) the
+    networks, optimisers and step carry over and the ranks' RNG streams are re-derived from
+    (seed, rank, step).
     """
     if not checkpoint_path.exists():
         return False
@@ -131,6 +137,13 @@ def try_resume(state: TrainState, checkpoint_path: Path, fingerprint: str, resum
             f"{checkpoint_path}: the {stage} checkpoint does not fit the networks of this code "
             f"({type(err).__name__}: {reason}); the code changed since it was written: delete it to start fresh, "
             f"or set train.resume: false") from None
+    rank_rng = checkpoint.get("rank_rng") or [checkpoint["state"]["rng"]]
+    if len(rank_rng) == dist.world_size:
+        set_rng_state(rank_rng[dist.rank])
+    else:
+        seed_rank_streams(seed, dist.rank, state.step)
+        log.info("%s was written by %d process(es), this run has %d: RNG streams re-derived from seed, rank and step",
+                 checkpoint_path, len(rank_rng), dist.world_size)
     log.info("resuming from %s at step %d (phase %r)", checkpoint_path, state.step, state.phase)
     return True
 
@@ -143,24 +156,30 @@ def fit(
     fingerprint: str,
     live,
     sample_fn: SampleFn | None = None,
+    dist: Distributed = SINGLE,
 ) -> TrainState:
     """Run `step_fn(step)` from `state.step` to `settings.total_steps`.
 
     `step_fn` returns a stats dict ({"d/adv": ..., "g/percep": ...}); stats are averaged
-    over `log_every` steps and logged to dvclive at the last step of each window. A
-    non-finite stat rolls the state back to the last good snapshot, halves the learning
-    rates and retries; after `max_nan_retries` roll-backs it raises NonFiniteLossError.
+    over `log_every` steps (and over ranks) and logged to dvclive at the last step of each
+    window. A non-finite stat rolls the state back to the last good snapshot, halves the
+    learning rates and retries; after `max_nan_retries` roll-backs it raises
+    NonFiniteLossError. Under DDP the roll-back is decided collectively (a NaN on any rank
+    rolls every rank back), and only rank 0 (`live` is None elsewhere) logs, samples and
+    writes checkpoints; every rank takes part in gathering the RNG states a checkpoint holds.
     """
     last_good = snapshot(state)
     retries = 0
     window: dict[str, list[float]] = defaultdict(list)
-    bar = tqdm(total=settings.total_steps, initial=state.step, desc=settings.desc, dynamic_ncols=True)
+    bar = tqdm(total=settings.total_steps, initial=state.step, desc=settings.desc, dynamic_ncols=True,
+               disable=not dist.is_main)
     try:  # the bar is closed on errors too, so the stage's `error:` line starts a line of its own
         while state.step < settings.total_steps:
             step = state.step
             stats = step_fn(step)
             bad = [k for k, v in stats.items() if not math.isfinite(v)]
-            if bad:
+            if dist.any_rank(bool(bad)):
+                bad = bad or ["losses on another rank"]
                 retries += 1
                 if retries > settings.max_nan_retries:
                     raise NonFiniteLossError(
@@ -173,7 +192,8 @@ def fit(
                 window.clear()
                 log.warning("non-finite %s at step %d: rolled back to step %d and halved the learning rates "
                             "(retry %d/%d)", ", ".join(bad), step, state.step, retries, settings.max_nan_retries)
-                live.log_metric("train/nan_rollbacks", retries, plot=False)
+                if live is not None:
+                    live.log_metric("train/nan_rollbacks", retries, plot=False)
                 bar.n = state.step
                 bar.refresh()
                 continue
@@ -183,18 +203,22 @@ def fit(
                 window[key].append(value)
             done = state.step == settings.total_steps
             if state.step % settings.log_every == 0 or done:
-                means = {k: float(np.mean(v)) for k, v in window.items()}
-                live.step = step
-                for key, value in means.items():
-                    live.log_metric(key, value)
-                live.make_summary()
+                rank_means = dist.gather_objects({k: float(np.mean(v)) for k, v in window.items()})
+                means = {k: float(np.mean([m[k] for m in rank_means])) for k in rank_means[0]}
+                if live is not None:
+                    live.step = step
+                    for key, value in means.items():
+                        live.log_metric(key, value)
+                    live.make_summary()
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:4]})
                 window.clear()
-            if sample_fn is not None and (state.step % settings.sample_every == 0 or done):
+            if live is not None and sample_fn is not None and (state.step % settings.sample_every == 0 or done):
                 # The step in the file name gives DVC/Studio an image slider over training.
                 live.log_image(f"samples/{state.step:06d}.png", sample_fn())
             if state.step % settings.checkpoint_every == 0 or done:
-                save_checkpoint(checkpoint_path, state, fingerprint)
+                rank_rng = dist.gather_objects(rng_state())
+                if dist.is_main:
+                    save_checkpoint(checkpoint_path, state, fingerprint, rank_rng if dist.enabled else None)
                 last_good = snapshot(state)
     finally:
         bar.close()

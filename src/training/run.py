@@ -16,6 +16,7 @@ from dvclive import Live
 
 from src.atomic import write_json
 from src.training.checkpoint import CheckpointError, TrainState
+from src.training.distributed import SINGLE, Distributed
 from src.training.lock import LOCK_NAME, die_with_parent, output_lock
 from src.training.loop import LoopSettings, SampleFn, StepFn, fit, trim_metrics, try_resume
 from src.training.runtime import Runtime
@@ -26,16 +27,19 @@ class TrainingRun:
     """One run of a training stage: `fit` its phases, fill `summary`. dvclive opens at the first `fit`, after the
     checks, so a run refused there leaves the previous logs untouched."""
 
-    def __init__(self, state: TrainState, checkpoint_path: Path, fingerprint: str, stage: str, open_live):
+    def __init__(self, state: TrainState, checkpoint_path: Path, fingerprint: str, stage: str, open_live,
+                 dist: Distributed = SINGLE):
         self.state, self.checkpoint_path, self.fingerprint, self.stage = state, checkpoint_path, fingerprint, stage
+        self.dist = dist
         self.summary: dict[str, Any] = {}
         self.trained_to = -1  # the largest step count a `fit` of this run asked for
         self._open_live = open_live
         self._live: Live | None = None
 
     @property
-    def live(self) -> Live:
-        if self._live is None:
+    def live(self) -> Live | None:
+        """dvclive on rank 0; None on the other ranks, which write nothing."""
+        if self._live is None and self.dist.is_main:
             self._live = self._open_live()
         return self._live
 
@@ -43,7 +47,7 @@ class TrainingRun:
         if self.state.step > settings.total_steps:
             raise self.past_requested_steps(f"past the {settings.total_steps} steps this run asks for")
         self.trained_to = max(self.trained_to, settings.total_steps)
-        fit(self.state, step_fn, settings, self.checkpoint_path, self.fingerprint, self.live, sample_fn)
+        fit(self.state, step_fn, settings, self.checkpoint_path, self.fingerprint, self.live, sample_fn, self.dist)
 
     def past_requested_steps(self, what: str) -> CheckpointError:
         """A checkpoint from a longer run: resuming it would hand out that run's model as this shorter run's result.
@@ -62,7 +66,7 @@ def stage_of(out: Path) -> str:
 
 @contextmanager
 def training_run(out: Path, state: TrainState, fingerprint: str, resume: bool, resolved: dict,
-                 runtime: Runtime) -> Iterator[TrainingRun]:
+                 runtime: Runtime, dist: Distributed = SINGLE, seed: int = 0) -> Iterator[TrainingRun]:
     """Resume `state` from `out/checkpoint/last.pt` when allowed and its fingerprint matches; log to `out/live`.
 
     One trainer per folder: an exclusive lock (`out/checkpoint/.trainer.lock`, src/training/lock.py)
@@ -72,14 +76,22 @@ def training_run(out: Path, state: TrainState, fingerprint: str, resume: bool, r
     On success the dvclive summary holds `run.summary` plus what the numbers depend on
     (perceptual backbone, device, bf16), and `resolved` (the params and backbones the run
     used) is written to `out/config.json` with the fingerprint, beside the outputs it explains.
+
+    Under DDP (`dist`) only rank 0 takes the lock and writes; the other ranks read the
+    checkpoint (a shared filesystem across nodes), train, and take part in the collectives.
     """
+    if not dist.is_main:
+        die_with_parent()
+        try_resume(state, out / "checkpoint" / "last.pt", fingerprint, resume, stage_of(out), dist, seed)
+        yield TrainingRun(state, out / "checkpoint" / "last.pt", fingerprint, stage_of(out), None, dist)
+        return
     stage = stage_of(out)
     checkpoint_path = out / "checkpoint" / "last.pt"
     live_dir = out / "live"
     with output_lock(checkpoint_path.parent / LOCK_NAME, stage, out):
         die_with_parent()
         checkpoint_path.with_name(checkpoint_path.name + ".tmp").unlink(missing_ok=True)  # left by a kill -9
-        resumed = try_resume(state, checkpoint_path, fingerprint, resume, stage)
+        resumed = try_resume(state, checkpoint_path, fingerprint, resume, stage, dist, seed)
 
         def open_live() -> Live:
             if resumed:  # before dvclive reads its summary back
@@ -87,7 +99,7 @@ def training_run(out: Path, state: TrainState, fingerprint: str, resume: bool, r
             return stack.enter_context(Live(str(live_dir), dvcyaml=False, resume=resumed, save_dvc_exp=False))
 
         with previous_logs_kept(live_dir, checkpoint_path, fresh=not resumed), ExitStack() as stack:
-            run = TrainingRun(state, checkpoint_path, fingerprint, stage, open_live)
+            run = TrainingRun(state, checkpoint_path, fingerprint, stage, open_live, dist)
             yield run
             if resumed and state.step > run.trained_to:
                 raise run.past_requested_steps("past every phase this run trains")

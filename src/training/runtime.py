@@ -91,8 +91,11 @@ def use_bf16(amp: AmpChoice, device_type: str, flags: frozenset[str], cuda_bf16:
     return bool(CPU_BF16_FLAGS & flags)
 
 
-def make_runtime(device: Literal["auto", "cpu", "cuda"], amp: AmpChoice) -> Runtime:
-    """`device`: auto | cpu | cuda; `amp`: auto | true | false (see `use_bf16`). Logs the choice."""
+def make_runtime(device: Literal["auto", "cpu", "cuda"], amp: AmpChoice, local_rank: int = 0) -> Runtime:
+    """`device`: auto | cpu | cuda; `amp`: auto | true | false (see `use_bf16`). Logs the choice.
+
+    `local_rank`: under torchrun, the process's GPU on its node (src/training/distributed.py).
+    """
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device: 'cuda' requested but no CUDA device is available")
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
@@ -101,7 +104,7 @@ def make_runtime(device: Literal["auto", "cpu", "cuda"], amp: AmpChoice) -> Runt
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         bf16 = use_bf16(amp, "cuda", frozenset(), cuda_bf16=torch.cuda.is_bf16_supported())
-        runtime = Runtime(torch.device("cuda"), amp=bf16, channels_last=bf16)
+        runtime = Runtime(torch.device("cuda", local_rank), amp=bf16, channels_last=bf16)
         reason = "GPU"
     else:
         # Denormal floats (Adam's second moment of a bias whose gradient is float noise, e.g. a conv

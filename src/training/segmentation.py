@@ -14,6 +14,8 @@ from tqdm import tqdm
 
 from src.config import SegmenterConfig
 from src.metrics.segmentation import dice_per_class, mean_foreground_dice
+from src.training.data import BatchStream, CropFn, SliceCrops
+from src.training.distributed import SINGLE, Distributed, rank_seed
 from src.training.inference import predict
 from src.training.runtime import Runtime
 
@@ -40,50 +42,58 @@ def augmentation(crop_size: int, seed: int) -> A.Compose:
     )
 
 
-def _batch(images: np.ndarray, labels: np.ndarray, idx: np.ndarray, transform: A.Compose):
-    out_img, out_lab = [], []
-    for i in idx:
-        res = transform(image=images[i], mask=labels[i])
-        out_img.append(res["image"])
-        out_lab.append(res["mask"])
-    img = torch.from_numpy(np.stack(out_img)).float().clamp(0, 1)[:, None] * 2 - 1
-    return img, torch.from_numpy(np.stack(out_lab)).long()
+def augmented_crop(crop_size: int) -> CropFn:
+    """One slice through `augmentation`, seeded from the item's own rng (src/training/data.py):
+    (image (1, crop, crop) in [-1, 1], labels (crop, crop) int64)."""
+    transform = augmentation(crop_size, seed=0)
+
+    def crop(s, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        transform.set_random_seed(int(rng.integers(2**31)))
+        image = ((np.asarray(s["image"], dtype=np.float32)[0] + 1) / 2)
+        res = transform(image=image, mask=np.asarray(s["labels"]).astype(np.uint8))
+        img = torch.from_numpy(np.ascontiguousarray(res["image"])).float().clamp(0, 1)[None] * 2 - 1
+        return img, torch.from_numpy(np.ascontiguousarray(res["mask"])).long()
+    return crop
 
 
 Render = Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # labels (B, H, W) -> images (B, 1, H, W)
 
 
-def fit_segmenter(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: SegmenterConfig,
-                  steps: int, seed: int, runtime: Runtime, desc: str, render: Render | None = None) -> list[float]:
-    """Train `model` in place on images (N, 1, H, W) in [-1, 1] and labels (N, H, W).
+def fit_segmenter(model: torch.nn.Module, images, labels, cfg: SegmenterConfig,
+                  steps: int, seed: int, runtime: Runtime, desc: str, render: Render | None = None,
+                  dist: Distributed = SINGLE, workers: int = 0, files: tuple[str, str] | None = None) -> list[float]:
+    """Train `model` in place on images (N, 1, H, W) in [-1, 1] and labels (N, H, W): tensors or memory maps.
 
     Loss: cross-entropy + soft Dice (smp), AdamW with cosine decay. Returns the loss per step.
-    `render` (domain randomisation): each batch's images are drawn afresh from its augmented
-    label crops, with a torch.Generator seeded from `seed`; `images` then only set the crops.
+    Batches come from src/training/data.py (`segmenter.batch_size` is the global batch; under
+    DDP each rank trains on its part). `render` (domain randomisation): each batch's images
+    are drawn afresh from its augmented label crops, with a torch.Generator seeded from `seed`
+    and the rank; `images` then only set the crops.
     """
     if len(images) == 0:
         raise ValueError(f"{desc}: no training images")
     if images.shape[-1] < cfg.crop_size or images.shape[-2] < cfg.crop_size:
         raise ValueError(f"segmenter.crop_size {cfg.crop_size} is larger than the images {tuple(images.shape[-2:])}")
-    np_images = ((images[:, 0].numpy() + 1) / 2).astype(np.float32)
-    np_labels = labels.numpy().astype(np.uint8)
-    transform = augmentation(cfg.crop_size, seed)
-    rng = np.random.default_rng(seed)
-    render_draws = torch.Generator().manual_seed(seed)
+    # `files`: what an error calls the images and the labels (their .npy files).
+    names = dict(zip(("image", "labels"), files)) if files else {"image": f"{desc} images", "labels": f"{desc} labels"}
+    stream = BatchStream(SliceCrops({"image": images, "labels": labels}, augmented_crop(cfg.crop_size), seed,
+                                    files=names),
+                         cfg.batch_size, dist, seed, workers, "segmenter.batch_size")
+    render_draws = torch.Generator().manual_seed(rank_seed(seed, dist.rank) if dist.enabled else seed)
     dice_loss = smp.losses.DiceLoss(mode="multiclass")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=cfg.lr * 0.05)
-    model.train()
+    net = dist.wrap(model, runtime.device, unused_parameters=True)
+    net.train()
     losses = []
-    bar = tqdm(range(steps), desc=desc, dynamic_ncols=True)
-    for _ in bar:
-        idx = rng.integers(len(np_images), size=cfg.batch_size)
-        img, lab = _batch(np_images, np_labels, idx, transform)
+    bar = tqdm(range(steps), desc=desc, dynamic_ncols=True, disable=not dist.is_main)
+    for step in bar:
+        img, lab = stream.batch(step)
         if render is not None:
             img = render(lab, render_draws)
         img, lab = runtime.batch(img), lab.to(runtime.device)
         with runtime.autocast():
-            logits = model(img).float()
+            logits = net(img).float()
             loss = F.cross_entropy(logits, lab) + dice_loss(logits, lab)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -91,7 +101,8 @@ def fit_segmenter(model: torch.nn.Module, images: torch.Tensor, labels: torch.Te
         schedule.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.eval()
+    dist.share_buffers(net)
+    net.eval()
     return losses
 
 

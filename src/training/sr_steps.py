@@ -14,6 +14,7 @@ from torch import nn
 
 from src.config import GanLoss
 from src.losses.adversarial import D_LOSSES, G_LOSSES, r1_penalty
+from src.training.distributed import unwrap
 from src.training.gan_utils import discriminate, discriminate_pair, ema_update, frozen, real_sign
 from src.training.runtime import Runtime
 
@@ -33,6 +34,9 @@ class SRGanSettings:
 
 @dataclass(frozen=True)
 class SRNets:
+    """Under DDP `g` and `d` are DistributedDataParallel wrappers (src/training/distributed.py); `g_ema` never is:
+    it is updated from the averaged, identical-on-every-rank weights, so every rank holds the same EMA."""
+
     g: nn.Module          # the generator being trained
     g_ema: nn.Module      # its exponential moving average: the model that is evaluated and saved
     d: nn.Module
@@ -78,7 +82,7 @@ def psnr_step(nets: SRNets, optimizer: torch.optim.Optimizer, batch: SRBatch, ru
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    ema_update(nets.g_ema, nets.g, ema_decay)
+    ema_update(nets.g_ema, unwrap(nets.g), ema_decay)
     return {"g/pixel": loss.item()}
 
 
@@ -120,8 +124,10 @@ def gan_step(nets: SRNets, optimizers: SROptimizers, critics: SRCritics, batch: 
         "d/real_sign": real_sign(real_logits.detach(), s.gan_loss),
     })
 
-    # G step
-    with frozen(nets.d):
+    # G step. D is called unwrapped: it is not updated here, and a DDP forward whose
+    # parameters get no gradient would leave DDP waiting for them.
+    d_frozen = unwrap(nets.d)
+    with frozen(d_frozen):
         terms: dict[str, torch.Tensor] = {}
         with runtime.autocast():
             if s.lambda_pixel > 0:
@@ -129,13 +135,13 @@ def gan_step(nets: SRNets, optimizers: SROptimizers, critics: SRCritics, batch: 
             if s.lambda_percep > 0:
                 terms["percep"] = critics.perceptual(sr_img, hr_img).float()
             if s.lambda_adv > 0:
-                terms["adv"] = g_loss_fn(discriminate(nets.d, sr_img, s.policy, instance_noise).float())
+                terms["adv"] = g_loss_fn(discriminate(d_frozen, sr_img, s.policy, instance_noise).float())
         weights = {"pixel": s.lambda_pixel, "percep": s.lambda_percep, "adv": s.lambda_adv}
         g_total = sum((weights[name] * value for name, value in terms.items()), torch.zeros((), device=hr_img.device))
         optimizers.g.zero_grad(set_to_none=True)
         g_total.backward()
         optimizers.g.step()
-    ema_update(nets.g_ema, nets.g, ema_decay)
+    ema_update(nets.g_ema, unwrap(nets.g), ema_decay)
     stats.update({f"g/{name}": value.item() for name, value in terms.items()})
     stats["g/total"] = g_total.item()
     return stats
