@@ -8,7 +8,9 @@ report and `dvc plots show` show the same series. The page is src/templates/repo
 
 from __future__ import annotations
 
+import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from src.atomic import write_text
@@ -17,6 +19,8 @@ from src.evaluation import schema
 from src.reporting import inputs
 from src.reporting.page import context, plot_figures, render
 from src.stage import run_stage
+
+log = logging.getLogger(__name__)
 
 DVC_YAML = Path("dvc.yaml")
 EVAL_METRICS = Path("pipeline/evaluate/metrics.json")
@@ -42,6 +46,23 @@ def origin(path: str) -> str:
     return f"stage {parts[1]}" if len(parts) > 2 and parts[0] == "pipeline" else "the repository"
 
 
+def without_switched_off_terms(definition: inputs.PlotDefinition) -> inputs.PlotDefinition:
+    """A loss-curve plot without the generator loss terms its stage did not log, as long as others were logged.
+
+    A loss term whose weight is 0 is not computed, so not logged (`dvc exp run -S
+    train.sr.lambda_adv=0`): that curve is left out of its chart, with a log line. A chart none
+    of whose files exist is still a missing input (the stage did not run, or wrote elsewhere).
+    """
+    present = {path: field for path, field in definition.y.items()
+               if Path(path).is_file() or Path(path).parent.name != "g"}  # only G's loss terms can be switched off
+    if not any(Path(path).is_file() for path in present) or len(present) == len(definition.y):
+        return definition
+    for path in sorted(set(definition.y) - set(present)):
+        log.info("%s: %s was not logged (its loss weight is 0?); the chart shows the other curves",
+                 definition.title, path)
+    return replace(definition, y=present)
+
+
 def build_page(params: Params) -> str:
     """Read every input (relative to the cwd) and return the report's HTML."""
     expected = {DVC_YAML: "the repository", EVAL_METRICS: "stage evaluate", EXAMPLES: "stage evaluate",
@@ -49,7 +70,7 @@ def build_page(params: Params) -> str:
     missing = inputs.missing_inputs(expected)
     if missing:  # the plot definitions come from dvc.yaml: report it missing before reading it
         raise FileNotFoundError("missing input: " + "; ".join(missing))
-    definitions = inputs.read_plot_definitions(DVC_YAML)
+    definitions = [without_switched_off_terms(d) for d in inputs.read_plot_definitions(DVC_YAML)]
     plotted = {Path(path): origin(path) for definition in definitions for path in definition.y}
     examples = {name: EXAMPLES / name for name in ("sr_grid.png", "sr_calibration.png", "sim2real_grid.png")}
     missing = inputs.missing_inputs(plotted | {path: "stage evaluate" for path in (*examples.values(), RELIABILITY)})

@@ -420,6 +420,17 @@ def test_missing_input_exits_1_naming_it_and_writes_nothing(tmp_path, monkeypatc
     assert not (tmp_path / "pipeline/report").exists()
 
 
+def test_a_loss_term_switched_off_leaves_its_curve_out_and_the_report_is_written(tmp_path, monkeypatch):
+    """`dvc exp run -S train.sr.lambda_adv=0`: the term is not computed, so g/adv.tsv is never logged."""
+    make_tree(tmp_path, fake_metrics())
+    (tmp_path / "pipeline/train_sr/live/plots/metrics/g/adv.tsv").unlink()
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 0
+    text = (tmp_path / REPORT).read_text(encoding="utf-8")
+    caption = re.search(r"SR losses by step \(dvc.yaml plots, from ([^)]*)\)", text).group(1)
+    assert "g/pixel.tsv" in caption and "g/adv.tsv" not in caption
+
+
 def test_segmenter_metrics_without_a_split_is_an_error(tmp_path, monkeypatch, capsys):
     make_tree(tmp_path, fake_metrics())
     path = tmp_path / "pipeline/train_segmenter/metrics.json"
