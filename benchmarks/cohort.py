@@ -23,6 +23,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import torch
+import torch.nn.functional as F
 from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,10 +52,30 @@ def load_template(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def smooth_field(rng: np.random.Generator, shape: tuple[int, ...], peak: float) -> np.ndarray:
-    """A random field on a CONTROL^3 grid, cubic-upsampled to `shape`, scaled so max |field| = peak."""
+    """A random field on a CONTROL^3 grid, upsampled to `shape`, scaled so max |field| = peak.
+
+    Cubic (scipy) to a 4x finer grid, then trilinear (torch) to the volume: as smooth at brain
+    scale as a cubic upsampling all the way, and ~20x faster on a 1-mm volume (8.7 M voxels),
+    which is what lets the benchmark make 200 subjects in minutes.
+    """
     coarse = rng.standard_normal((CONTROL,) * len(shape))
-    field = ndimage.zoom(coarse, [s / CONTROL for s in shape], order=3, mode="nearest")[tuple(slice(s) for s in shape)]
+    fine = ndimage.zoom(coarse, 4, order=3, mode="nearest")
+    field = F.interpolate(torch.from_numpy(fine).float()[None, None], size=shape, mode="trilinear",
+                          align_corners=True)[0, 0].numpy()
     return (field * (peak / max(np.abs(field).max(), 1e-12))).astype(np.float32)
+
+
+def _warp(volume: np.ndarray, displacement: np.ndarray, mode: str) -> np.ndarray:
+    """volume sampled at (voxel index + displacement), zero outside: torch's grid_sample (multi-threaded)."""
+    shape = volume.shape
+    axes = [torch.linspace(-1, 1, n) for n in shape]
+    base = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)                    # (D, H, W, 3): (d, h, w)
+    scale = torch.tensor([2.0 / max(n - 1, 1) for n in shape])
+    grid = base + torch.from_numpy(displacement).permute(1, 2, 3, 0) * scale            # voxels -> [-1, 1]
+    grid = grid.flip(-1)[None]                                                          # grid_sample wants (x, y, z)
+    source = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None, None]
+    out = F.grid_sample(source, grid, mode=mode, padding_mode="zeros", align_corners=True)
+    return out[0, 0].numpy()
 
 
 def subject(t1: np.ndarray, labels: np.ndarray, seed: int, index: int, magnitude: float = 6.0,
@@ -63,16 +85,14 @@ def subject(t1: np.ndarray, labels: np.ndarray, seed: int, index: int, magnitude
     shape = t1.shape
     displacement = np.stack([smooth_field(rng, shape, 1.0) for _ in range(3)])
     displacement *= magnitude / max(float(np.sqrt((displacement ** 2).sum(axis=0)).max()), 1e-12)
-    coords = np.indices(shape, dtype=np.float32) + displacement
+    image = _warp(t1, displacement, "bilinear")
+    warped = _warp(labels.astype(np.float32), displacement, "nearest")
     del displacement
-    image = ndimage.map_coordinates(t1, coords, order=1, mode="constant", cval=0.0)
-    warped = ndimage.map_coordinates(labels, coords, order=0, mode="constant", cval=0)
-    del coords
     gain, gamma = np.exp(rng.uniform(np.log(0.8), np.log(1.25))), rng.uniform(0.9, 1.1)
     peak = max(float(image.max()), 1e-6)
     image = gain * peak * (np.clip(image, 0, None) / peak) ** gamma
     image *= np.exp(smooth_field(rng, shape, bias))
-    return image.astype(np.float32), warped.astype(np.uint8)
+    return image.astype(np.float32), warped.round().astype(np.uint8)
 
 
 def write_cohort(out: Path, n_subjects: int, seed: int = 0, template: Path = REPO / "data/raw/mni152") -> list[Path]:

@@ -67,9 +67,25 @@ def measure(cmd: list[str], cwd: Path, log: Path) -> dict:
     return {"wall_s": round(wall, 2), "peak_rss_mib": round(peak / 2**20, 1), "cpu_util": round(cpu / wall, 2)}
 
 
-def workspace(root: Path, n: int, seed: int) -> Path:
-    """A working directory with the cohort, params.yaml and an offline weights manifest."""
-    write_cohort(root / "user", n, seed)
+def cohort(folder: Path, n: int, seed: int) -> Path:
+    """`folder` holding subjects 0 .. n-1, made once: a cohort of N is the first N of a larger one
+    (benchmarks/cohort.py), so the sizes share their subjects and are generated only once."""
+    have = len(list((folder / "images").glob("sub*.nii.gz"))) if (folder / "images").is_dir() else 0
+    marker = folder / "seed.txt"
+    if have < n or (marker.is_file() and marker.read_text() != str(seed)):
+        write_cohort(folder, n, seed)
+        marker.write_text(str(seed))
+    return folder
+
+
+def workspace(root: Path, n: int, seed: int, subjects: Path) -> Path:
+    """A working directory with the first n subjects (links into `subjects`), params.yaml and an offline
+    weights manifest."""
+    for kind in ("images", "labels"):
+        (root / "user" / kind).mkdir(parents=True)
+        for i in range(n):
+            name = f"sub{i:03d}.nii.gz"
+            (root / "user" / kind / name).symlink_to(subjects / kind / name)
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["data"].update(source="folder", folder="user")
     raw["train"]["sr"].update(psnr_steps=PSNR_STEPS, gan_steps=GAN_STEPS, sample_every=10**6,
@@ -82,10 +98,10 @@ def workspace(root: Path, n: int, seed: int) -> Path:
     return root
 
 
-def run_size(n: int, seed: int, keep: bool) -> dict:
+def run_size(n: int, seed: int, keep: bool, subjects: Path) -> dict:
     root = Path(tempfile.mkdtemp(prefix=f"scale-{n}-"))
     try:
-        ws = workspace(root, n, seed)
+        ws = workspace(root, n, seed, subjects)
         prep = measure([sys.executable, "-m", "src.prepare"], ws, root / "prepare.log")
         slices = json.loads((ws / "data/prepared/sr/meta.json").read_text())["counts"]
         train = measure([sys.executable, "-m", "src.train_sr"], ws, root / "train_sr.log")
@@ -98,21 +114,49 @@ def run_size(n: int, seed: int, keep: bool) -> dict:
             shutil.rmtree(root, ignore_errors=True)
 
 
+def scale_targets(rows: dict[str, dict]) -> list[dict]:
+    """Issue 12's targets, between the smallest and the largest cohort measured."""
+    if len(rows) < 2:
+        return []
+    small, large = (rows[k] for k in sorted(rows, key=int)[::len(rows) - 1])
+    n_small, n_large = small["subjects"], large["subjects"]
+    rss = large["train_sr"]["peak_rss_mib"] / small["train_sr"]["peak_rss_mib"]
+    per_subject = (large["prepare"]["wall_s"] / n_large) / (small["prepare"]["wall_s"] / n_small)
+    util = min(r["prepare"]["cpu_util"] for r in rows.values())
+    return [
+        {"name": f"train_sr peak RSS, N={n_large} / N={n_small}", "value": rss, "target": "<= 1.3", "pass": rss <= 1.3},
+        {"name": f"prepare s per subject, N={n_large} / N={n_small}", "value": per_subject,
+         "target": "<= 1.1 (at most linear in N)", "pass": per_subject <= 1.1},
+        {"name": "prepare CPU utilisation (cores busy), lowest N", "value": util,
+         "target": f">= 1.5 of {os.cpu_count()} (uses both cores)", "pass": util >= 1.5},
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 200])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the workspaces (their paths go to stderr)")
+    parser.add_argument("--cohort", type=Path, default=Path(tempfile.gettempdir()) / "scale-cohort",
+                        help="where the subjects are generated once and kept (default: %(default)s)")
+    parser.add_argument("--generate-only", action="store_true", help="make the cohort, measure nothing")
     args = parser.parse_args()
-    rows = [run_size(n, args.seed, args.keep) for n in args.sizes]
+    subjects = cohort(args.cohort, max(args.sizes), args.seed)
+    if args.generate_only:
+        return 0
+    rows = [run_size(n, args.seed, args.keep, subjects) for n in args.sizes]
     print(f"{'N':>5} {'prepare s':>10} {'prepare peak RSS MiB':>21} {'cpu util':>9} {'train peak RSS MiB':>19} "
           f"{'steps/s':>8}")
     for r in rows:
         p, t = r["prepare"], r["train_sr"]
         print(f"{r['subjects']:>5} {p['wall_s']:>10.1f} {p['peak_rss_mib']:>21.0f} {p['cpu_util']:>9.2f} "
               f"{t['peak_rss_mib']:>19.0f} {t['steps_per_s']:>8.2f}")
+    targets = scale_targets({str(r["subjects"]): r for r in rows})
+    for t in targets:
+        print(f"{t['name']}: {t['value']:.3g} (target {t['target']}): {'met' if t['pass'] else 'MISSED'}")
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     scale = results.get("scale", {})
+    scale["targets"] = targets
     scale.update({
         "method": {"rss": "peak of the summed RSS of the stage's process tree, psutil polled every 0.1 s",
                    "cpu_util": "(user + sys) of the process tree (getrusage RUSAGE_CHILDREN) / wall time",

@@ -1,4 +1,9 @@
-"""Random training batches from in-memory tensors, drawn from a checkpointed torch.Generator."""
+"""Random training batches from in-memory tensors, drawn from a checkpointed torch.Generator.
+
+The training stages read through src/training/data.py (lazy slices, DataLoader, DDP sampler);
+this in-memory sampler serves the in-process benchmark screens and the loop's unit tests,
+where a whole split fits in memory and one process draws every batch.
+"""
 
 from __future__ import annotations
 
