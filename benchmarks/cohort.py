@@ -102,11 +102,15 @@ def write_cohort(out: Path, n_subjects: int, seed: int = 0, template: Path = REP
     (out / "labels").mkdir(parents=True, exist_ok=True)
     written = []
     for i in range(n_subjects):
-        image, lab = subject(t1, labels, seed, i)
         name = f"sub{i:03d}.nii.gz"
-        nib.save(nib.Nifti1Image(image, affine), out / "images" / name)
-        nib.save(nib.Nifti1Image(lab, affine), out / "labels" / name)
         written.append(out / "images" / name)
+        if (out / "images" / name).is_file() and (out / "labels" / name).is_file():
+            continue  # made by an earlier call with the same seed (files appear whole: renamed into place)
+        image, lab = subject(t1, labels, seed, i)
+        for kind, volume in (("labels", lab), ("images", image)):
+            tmp = out / kind / f".{name}.tmp.nii.gz"
+            nib.save(nib.Nifti1Image(volume, affine), tmp)
+            tmp.replace(out / kind / name)
     return written
 
 

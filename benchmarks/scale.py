@@ -70,11 +70,12 @@ def measure(cmd: list[str], cwd: Path, log: Path) -> dict:
 def cohort(folder: Path, n: int, seed: int) -> Path:
     """`folder` holding subjects 0 .. n-1, made once: a cohort of N is the first N of a larger one
     (benchmarks/cohort.py), so the sizes share their subjects and are generated only once."""
-    have = len(list((folder / "images").glob("sub*.nii.gz"))) if (folder / "images").is_dir() else 0
     marker = folder / "seed.txt"
-    if have < n or (marker.is_file() and marker.read_text() != str(seed)):
-        write_cohort(folder, n, seed)
-        marker.write_text(str(seed))
+    if marker.is_file() and marker.read_text() != str(seed):
+        shutil.rmtree(folder)  # another seed's subjects
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(seed))
+    write_cohort(folder, n, seed)  # makes only the subjects not there yet
     return folder
 
 
