@@ -75,6 +75,9 @@ def collect(exp_show: list[dict]) -> list[dict]:
         data = state.get("data") or {}
         params = ((data.get("params") or {}).get(PARAMS) or {}).get("data") or {}
         headline = ((data.get("metrics") or {}).get(HEADLINE) or {}).get("data")
+        if state.get("error") or executor not in (None, "success"):
+            # A failed experiment's row repeats its baseline's metrics in `dvc exp show`: not its own result.
+            headline = None
         record = {"name": name, "kind": kind, "rev": state.get("rev"),
                   "state": "error" if state.get("error") else executor or ("done" if headline else "no metrics"),
                   "lambda_adv": lookup(params, "train.sr.lambda_adv")}

@@ -50,6 +50,19 @@ def test_rows_without_metrics_are_kept_but_not_plottable(records):
     assert by_name["workspace"]["naive"]["swd"] is None and sweep.complete(by_name["workspace"], "gan")
 
 
+def test_a_failed_experiment_showing_its_baselines_metrics_is_not_a_point():
+    """Measured with dvc 3.67: a queued experiment whose `report` stage failed is listed with the
+    state "failed" and its baseline's headline in `data`; that is not its own result."""
+    exp_show = json.loads(FIXTURE.read_text())
+    baseline = exp_show[1]
+    failed = next(r for r in baseline["experiments"] if r["executor"]["state"] == "failed")
+    failed["revs"][0].update(data=baseline["data"], error=None)
+    by_name = {r["name"]: r for r in sweep.collect(exp_show)}
+    assert by_name["faint-ruby"]["state"] == "failed"
+    assert not sweep.complete(by_name["faint-ruby"], "gan") and by_name["faint-ruby"]["gan"]["psnr_db"] is None
+    assert sweep.complete(by_name["main"], "gan")
+
+
 def test_cli_writes_table_json_and_plot(tmp_path, capsys):
     out_json, out_png = tmp_path / "sweep.json", tmp_path / "sweep.png"
     assert sweep.main(["--json", str(FIXTURE), "--out-json", str(out_json), "--out-png", str(out_png)]) == 0
