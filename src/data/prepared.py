@@ -48,7 +48,7 @@ def open_split(split_dir: Path | str, keys: tuple[str, ...]) -> dict[str, np.nda
 
     Raises FileNotFoundError / ValueError whose message starts with the offending path: a
     missing split folder or key file, a truncated or corrupt file, an empty array, or arrays
-    of different lengths.
+    of different lengths on one side of the split (the sim2real real_* arrays are the other side).
     """
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
@@ -67,9 +67,12 @@ def open_split(split_dir: Path | str, keys: tuple[str, ...]) -> dict[str, np.nda
         if array.ndim == 0 or len(array) == 0:
             raise ValueError(f"{path}: '{key}' holds no images")
         out[key] = array
-    lengths = {key: len(a) for key, a in out.items()}
-    if len(set(lengths.values())) > 1:
-        raise ValueError(f"{split_dir}: arrays of one split differ in length: {lengths}")
+    # A sim-to-real split holds two unpaired sets: the sim side (sim, classical, sim_labels) and the
+    # real side (real, real_labels, real_*), of different sizes. Within a side lengths must agree.
+    for side in (True, False):
+        lengths = {key: len(a) for key, a in out.items() if key.startswith("real") == side}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"{split_dir}: arrays of one split differ in length: {lengths}")
     return out
 
 

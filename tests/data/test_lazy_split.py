@@ -96,6 +96,19 @@ def test_empty_and_mismatched_arrays_are_refused(tmp_path):
         open_split(tmp_path / "train", KEYS)
 
 
+def test_the_real_side_of_a_sim2real_split_may_differ_in_length_from_the_sim_side(tmp_path):
+    """As prepare writes it for the demo: 63 sim slices and 30 real ones in train."""
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for key, n in (("sim", 5), ("sim_labels", 5), ("real", 3), ("real_labels", 3)):
+        np.save(folder / f"{key}.npy", np.zeros((n, 4, 4), np.float32))
+    arrays = open_split(folder, ("sim", "sim_labels", "real", "real_labels"))
+    assert [len(arrays[k]) for k in ("sim", "real")] == [5, 3]
+    np.save(folder / "real_labels.npy", np.zeros((4, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="differ in length"):
+        open_split(folder, ("sim", "sim_labels", "real", "real_labels"))
+
+
 def test_non_finite_values_name_file_and_key(tmp_path):
     written = write_split(tmp_path / "train")
     hr = written["hr"].copy()
