@@ -103,7 +103,10 @@ def run_size(n: int, seed: int, keep: bool, subjects: Path) -> dict:
     root = Path(tempfile.mkdtemp(prefix=f"scale-{n}-"))
     try:
         ws = workspace(root, n, seed, subjects)
-        prep = measure([sys.executable, "-m", "src.prepare"], ws, root / "prepare.log")
+        try:
+            prep = measure([sys.executable, "-m", "src.prepare"], ws, root / "prepare.log")
+        except RuntimeError as err:  # e.g. killed by the kernel's OOM killer (exit -9): a result, recorded
+            return {"subjects": n, "failed": f"prepare: {str(err).splitlines()[0]}"}
         slices = json.loads((ws / "data/prepared/sr/meta.json").read_text())["counts"]
         train = measure([sys.executable, "-m", "src.train_sr"], ws, root / "train_sr.log")
         train["steps_per_s"] = round((PSNR_STEPS + GAN_STEPS) / train["wall_s"], 2)
@@ -149,10 +152,13 @@ def main() -> int:
     print(f"{'N':>5} {'prepare s':>10} {'prepare peak RSS MiB':>21} {'cpu util':>9} {'train peak RSS MiB':>19} "
           f"{'steps/s':>8}")
     for r in rows:
+        if "failed" in r:
+            print(f"{r['subjects']:>5} failed: {r['failed']}")
+            continue
         p, t = r["prepare"], r["train_sr"]
         print(f"{r['subjects']:>5} {p['wall_s']:>10.1f} {p['peak_rss_mib']:>21.0f} {p['cpu_util']:>9.2f} "
               f"{t['peak_rss_mib']:>19.0f} {t['steps_per_s']:>8.2f}")
-    targets = scale_targets({str(r["subjects"]): r for r in rows})
+    targets = scale_targets({str(r["subjects"]): r for r in rows if "failed" not in r})
     for t in targets:
         print(f"{t['name']}: {t['value']:.3g} (target {t['target']}): {'met' if t['pass'] else 'MISSED'}")
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
