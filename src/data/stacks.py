@@ -156,8 +156,10 @@ def slice_inputs(pairs: list[tuple[Path, Path | None]], data: DataConfig, worker
         results = map(_stack_slices, jobs)
         pool = None
     else:
-        # fork: workers inherit the imported modules (spawn would re-import torch in each).
-        pool = multiprocessing.get_context("fork").Pool(min(workers, len(jobs)))
+        # forkserver, not fork: a process that has run torch has OpenMP threads, and a forked child
+        # can deadlock on their locks (it did: the test suite hung in the workers). The server is
+        # a fresh process, so each worker pays one import of this module (a few seconds), once.
+        pool = multiprocessing.get_context("forkserver").Pool(min(workers, len(jobs)))
         results = pool.imap(_stack_slices, jobs)  # in order: indices and files stay the sequential ones
     try:
         for info, volume_stacks in tqdm(results, **progress):
