@@ -76,15 +76,17 @@ def open_split(split_dir: Path | str, keys: tuple[str, ...]) -> dict[str, np.nda
     return out
 
 
-def load_split(split_dir: Path | str, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """Load `keys` of one split into RAM. Images come back float32 (N, 1, H, W), keys ending in
-    "labels" int64 (N, H, W).
+def load_split(split_dir: Path | str, keys: tuple[str, ...], rows: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """Load `keys` of one split (only `rows` of it, when given) into RAM. Images come back float32
+    (N, 1, H, W), keys ending in "labels" int64 (N, H, W).
 
     Raises what `open_split` raises, and ValueError naming the file and key for NaN or Inf.
     """
     split_dir = Path(split_dir)
     out = {}
     for key, array in open_split(split_dir, keys).items():
+        if rows is not None:
+            array = array[rows]  # from the memory map: only these rows are read
         if key.endswith("labels"):
             out[key] = torch.from_numpy(array.astype(np.int64))
         else:

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from src.config import ConfigError
-from src.data.prepared import open_split
+from src.data.prepared import load_split, open_split
 from src.training.distributed import Distributed
 
 MONITORING_SLICES = 64
@@ -129,21 +129,11 @@ class BatchStream:
 def monitoring_slices(split_dir, keys: tuple[str, ...], limit: int = MONITORING_SLICES) -> dict[str, torch.Tensor]:
     """At most `limit` evenly spaced slices of a split, in memory: the sample grids and the validation
     numbers a training stage logs. A cohort's whole val split would grow with the cohort; `evaluate`
-    scores every slice. Images float32 (n, 1, H, W), labels int64 (n, H, W); NaN/Inf is an error naming the file.
+    scores every slice. Same types and checks as `load_split`.
     """
-    arrays = open_split(split_dir, keys)
-    n = len(next(iter(arrays.values())))
+    n = len(next(iter(open_split(split_dir, keys).values())))
     rows = np.unique(np.linspace(0, n - 1, min(n, limit)).round().astype(np.int64))
-    out = {}
-    for key, array in arrays.items():
-        part = np.asarray(array[rows])
-        if key.endswith("labels"):
-            out[key] = torch.from_numpy(part.astype(np.int64))
-        else:
-            if not np.isfinite(part).all():
-                raise ValueError(f"{split_dir}/{key}.npy: contains NaN or Inf")
-            out[key] = torch.from_numpy(part.astype(np.float32))
-    return out
+    return load_split(split_dir, keys, rows)
 
 
 # --- crops: one slice at a time, drawn from the item's own rng ------------------------------------
