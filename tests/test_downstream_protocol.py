@@ -1,4 +1,4 @@
-"""The downstream comparison of `evaluate` (CyCADA protocol): every row, one recipe, one budget, the same seeds.
+"""The downstream comparison of the evaluation stages (CyCADA protocol): every row, one recipe, one budget, the same seeds.
 
 `fit_segmenter` is replaced by a recorder, so these tests see exactly what each row (sim_only,
 classical, randomized, translated_sim, translated_classical, real_oracle) is trained with, for each seed, on the tiny tree of
@@ -13,9 +13,8 @@ import pytest
 import torch
 import yaml
 from test_evaluate_errors import (G_SIM2REAL, G_SIM2REAL_RAW, METRICS, make_tree, one_thread,  # noqa: F401 (autouse)
-                                  write_params)
+                                  run_evaluation, write_params)
 
-from src import evaluate
 from src.config import load_params
 from src.evaluation import downstream
 from src.evaluation.models import load_translator
@@ -66,7 +65,7 @@ def setup(tmp_path, monkeypatch):
 def run(setup, monkeypatch, recorder) -> dict:
     _, path, _ = setup
     monkeypatch.setattr(downstream, "fit_segmenter", recorder)
-    assert evaluate.main(["--params", str(path)]) == 0
+    assert run_evaluation(path) == 0
     return json.loads(Path(METRICS).read_text())
 
 
@@ -86,7 +85,7 @@ def test_every_row_gets_one_recipe_budget_and_the_same_seeds(setup, monkeypatch)
         for call in calls:
             assert call["cfg"] == params.segmenter
             assert call["steps"] == params.evaluate.downstream_steps == 7
-    assert len({id(call["runtime"]) for call in recorder.calls}) == 1
+    assert len({call["runtime"] for call in recorder.calls}) == 1  # baselines and evaluate_sim2real: one device, precision
     assert len({id(call["model"]) for call in recorder.calls}) == len(recorder.calls), "a fresh model per run"
 
     protocol = metrics["protocol"]["downstream"]

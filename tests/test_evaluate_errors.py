@@ -1,8 +1,10 @@
-"""Tests for the `evaluate` stage's handling of bad inputs, on a tiny fake pipeline tree.
+"""Tests for the evaluation stages' handling of bad inputs, on a tiny fake pipeline tree.
 
-Bad input must give a clear error naming the file, exit status 1, and no metrics.json
-(nor any temporary file) in pipeline/evaluate/. `make_tree` and `write_params` are also
-used by test_downstream_protocol.py.
+The evaluation runs as four stages (baselines, evaluate_sr, evaluate_sim2real, then evaluate, which
+assembles); `run_evaluation` runs them in dvc.yaml's order and stops at the first failure, as `dvc repro`
+does. Bad input must give a clear error naming the file, exit status 1, and no metrics.json (nor any
+temporary file) in pipeline/evaluate/. `make_tree`, `write_params` and `run_evaluation` are also used
+by test_downstream_protocol.py, test_evaluate_outputs.py and test_evaluate_split.py.
 """
 
 import json
@@ -13,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from src import evaluate
+from src import baselines, evaluate, evaluate_sim2real, evaluate_sr
 from src.data.degrade import degrade, naive_upsample
 from src.models.cyclegan import ResnetGenerator
 from src.models.srresnet import SRResNet
@@ -85,14 +87,17 @@ def make_tree(root: Path, n_test: int = N) -> dict[str, np.ndarray]:
     arrays = {}
     for split, n in (("train", N), ("test", n_test)):
         labels = band_labels(n)
-        sim_labels = np.roll(labels, 1, axis=2)  # sim and real labels differ, as in prepare's train split
+        # Train: sim and real labels differ (unpaired, as prepare's train split); test: each sim is rendered from
+        # its real slice's labels (aligned, as prepare's val/test), so paired fidelity has a counterpart.
+        sim_labels = np.roll(labels, 1, axis=2) if split == "train" else labels.copy()
         arrays.update({
             f"{split}/sim": render(sim_labels, [-1.0, 0.6, -0.2, 0.3], rng), f"{split}/sim_labels": sim_labels,
             f"{split}/classical": render(sim_labels, [-1.0, -0.5, 0.2, 0.6], rng),
             f"{split}/real": render(labels, [-1.0, -0.6, 0.1, 0.7], rng), f"{split}/real_labels": labels,
         })
         save_split(s2r_dir / split, **{k.split("/")[1]: v for k, v in arrays.items() if k.startswith(split)})
-    (s2r_dir / "meta.json").write_text(json.dumps({"written": True, "class_names": CLASS_NAMES}))
+    (s2r_dir / "meta.json").write_text(json.dumps({"written": True, "class_names": CLASS_NAMES,
+                                                   "val_test_aligned": True}))
 
     save_sr_model(root / G_PSNR)
     save_sr_model(root / G_GAN, seed=3)
@@ -134,8 +139,20 @@ def tree(tmp_path, monkeypatch):
     return tmp_path
 
 
+EVALUATION_STAGES = (baselines, evaluate_sr, evaluate_sim2real, evaluate)  # dvc.yaml's order
+
+
+def run_evaluation(params_path: Path, stages=EVALUATION_STAGES) -> int:
+    """Each stage's main in turn, in this process; the first non-zero exit code, or 0."""
+    for stage in stages:
+        rc = stage.main(["--params", str(params_path)])
+        if rc:
+            return rc
+    return 0
+
+
 def run_evaluate(root: Path) -> int:
-    return evaluate.main(["--params", str(write_params(root))])
+    return run_evaluation(write_params(root))
 
 
 def assert_no_output(root: Path) -> None:
@@ -240,7 +257,8 @@ def test_happy_path_without_inception_weights_names_the_fallback_feature_space(t
     assert "fallback" in metrics["backbones"]["distribution_features"]
     assert metrics["backbones"]["judge_encoder"] == "resnet18_random_init"
     keys = all_keys(metrics)
-    assert not [k for k in keys if "fid" in k], "FID named without Inception weights"
+    # `fid` as a word of a key (fid, fid_ci95_low, ...), not inside another word (fidelity)
+    assert not [k for k in keys if "fid" in k.split("_")], "FID named without Inception weights"
     for group in (metrics["sr"]["naive"], metrics["sr"]["gan_model"], metrics["sim2real"]["realism"]["translated_sim"]):
         assert {"fd_judge_unet_encoder", "kid_judge_unet_encoder", "swd"} <= set(group)
         # n beside every distribution distance; no subset "std" of KID (with N <= subset size it is 0 by construction)

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from test_evaluate_errors import make_tree, write_params
+from test_evaluate_errors import make_tree, run_evaluation, write_params
 
-from src import evaluate
 from src.evaluation import schema
 from src.metrics.bootstrap import percentile_interval, resample_indices, resampled_means
 
@@ -32,7 +31,7 @@ def run(tmp_path_factory):
         raw = yaml.safe_load(path.read_text())
         raw["evaluate"].update(downstream_seeds=2, bootstrap_resamples=300, bootstrap_set_resamples=30)
         path.write_text(yaml.safe_dump(raw, sort_keys=False))
-        assert evaluate.main(["--params", str(path)]) == 0
+        assert run_evaluation(path) == 0
         metrics = schema.from_json((root / OUT / "metrics.json").read_text(), "metrics.json")
         with (root / OUT / "per_slice.csv").open(newline="") as f:
             rows = list(csv.DictReader(f))
@@ -56,10 +55,12 @@ def test_per_slice_file_has_one_row_per_slice_method_and_seed(run):
     groups = {(r["task"], r["method"], r["seed"]) for r in rows}
     seeds = [str(s) for s in metrics.protocol.downstream.seeds]
     assert groups == ({("sr", m, "") for m in schema.SR_METHODS} | {("content", m, "") for m in schema.CONTENT_SETS}
+                      | {("fidelity", m, "") for m in schema.REALISM_SETS}
                       | {("downstream", m, s) for m in schema.DOWNSTREAM_ROWS for s in seeds})
     assert len(rows) == len(groups) * N_TEST
     assert list(rows[0]) == ["task", "method", "slice", "seed", "psnr_db", "ssim", "data_consistency_psnr_db",
-                             "tta_spearman", "hallucination_spearman", "dice_csf", "dice_gm", "dice_wm",
+                             "tta_spearman", "hallucination_spearman", "fidelity_psnr_db",
+                             "fidelity_ssim", "fidelity_mae", "dice_csf", "dice_gm", "dice_wm",
                              "dice_mean_foreground", "dice_csf_num", "dice_csf_den", "dice_gm_num", "dice_gm_den",
                              "dice_wm_num", "dice_wm_den"]
 
@@ -138,3 +139,28 @@ def test_uncertainty_is_calibrated_on_val_and_checked_on_test(run):
     points = json.loads((OUT / "plots/reliability.json").read_text())
     assert {p["method"] for p in points} == {"PSNR model (L1 only)", "GAN model (SRGAN)"}
     assert (OUT / "examples/sr_calibration.png").is_file()
+
+
+def test_paired_fidelity_of_the_raw_sims_recomputed_with_numpy(run):
+    # The tiny tree's test sims are rendered from their real slices' labels (aligned): foreground PSNR and MAE
+    # of raw sim against real, recomputed from the prepared arrays, per slice and as the headline mean.
+    metrics, rows, headline, _ = run
+    sim = np.load("data/prepared/sim2real/test/sim.npy").astype(np.float64)[:, 0]
+    real = np.load("data/prepared/sim2real/test/real.npy").astype(np.float64)[:, 0]
+    foreground = np.load("data/prepared/sim2real/test/sim_labels.npy") != 0
+    mse = np.array([((s - r)[m] ** 2).mean() for s, r, m in zip(sim, real, foreground)])
+    mae = np.array([np.abs(s - r)[m].mean() for s, r, m in zip(sim, real, foreground)])
+    np.testing.assert_allclose(column(rows, "fidelity", "raw_sim", "fidelity_psnr_db"), 10 * np.log10(4.0 / mse),
+                               rtol=1e-9)
+    np.testing.assert_allclose(column(rows, "fidelity", "raw_sim", "fidelity_mae"), mae, rtol=1e-9)
+    fidelity = metrics.sim2real.fidelity
+    assert fidelity.raw_sim["psnr_db"].value == pytest.approx(np.mean(10 * np.log10(4.0 / mse)), rel=1e-9)
+    assert fidelity.raw_sim["mae"].value == pytest.approx(mae.mean(), rel=1e-9)
+    # Paired verdicts: classical - raw sim on the same slices, MAE judged lower-is-better.
+    vs = metrics.sim2real.fidelity_vs_raw_sim.classical
+    classical = column(rows, "fidelity", "classical", "fidelity_mae")
+    assert vs["mae"].value == pytest.approx(np.mean(classical - mae), rel=1e-9)
+    expected = ("indistinguishable" if vs["mae"].ci95_low <= 0 <= vs["mae"].ci95_high
+                else bool(vs["mae"].ci95_high < 0))
+    assert vs["mae"].better == expected
+    assert headline["s2r"]["fidelity_psnr"]["raw_sim"] == fidelity.raw_sim["psnr_db"].value

@@ -7,10 +7,10 @@ import torch
 
 from src.config import EvaluateConfig
 from src.evaluation.intervals import Resamples, Statistic
-from src.evaluation.schema import distance_keys
+from src.evaluation.schema import INCEPTION_SPACE, distance_keys
 from src.metrics.distribution import (kernel_distance, resampled_frechet_distances, resampled_kernel_distances,
                                       resampled_sliced_wasserstein)
-from src.metrics.features import extract_features
+from src.metrics.features import EncoderFeatures, InceptionFeatures, extract_features
 from src.training.runtime import Runtime
 
 
@@ -59,3 +59,16 @@ class DistanceMetrics:
                 fd_key: Statistic(float(fd[0]), fd[1:], len(images), set_level=True),
             }
         return out
+
+
+def feature_space(inception_file, judge: torch.nn.Module) -> tuple[torch.nn.Module, str, str]:
+    """(feature extractor, space name, backbone note) of the set distances.
+
+    The FID Inception when its weights file exists (`inception_file`, a path or None); otherwise not FID:
+    the Fréchet/kernel distances live in the judge U-Net's encoder space and are named for it
+    (`kid_judge_unet_encoder`, `fd_judge_unet_encoder`), never reported as FID/KID.
+    """
+    if inception_file is not None:
+        return InceptionFeatures(inception_file), INCEPTION_SPACE, "inception_fid"
+    return (EncoderFeatures(judge.encoder, "judge_unet_encoder"), "judge_unet_encoder",
+            "judge_unet_encoder (fallback: FID Inception weights unavailable)")

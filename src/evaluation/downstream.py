@@ -24,6 +24,7 @@ from src.evaluation.per_slice import slice_rows
 from src.evaluation.schema import (DOWNSTREAM_VS_CLASSICAL_ROWS, DOWNSTREAM_VS_SIM_ONLY, Downstream,
                                    DownstreamVsClassical, DownstreamVsSimOnly)
 from src.metrics.bootstrap import resample_indices
+from src.models.segmenter import build_unet
 from src.training.runtime import Runtime, seed_everything
 from src.training.segmentation import Render, fit_segmenter, predict_labels
 
@@ -41,6 +42,22 @@ class DownstreamModels:
     models: dict[str, list[torch.nn.Module]]  # {row: [model per seed]}
     steps_per_segmenter: dict[str, int]       # {row: steps each of its models was trained for}
     encoder_init: str                         # "<encoder>_imagenet" or "<encoder>_random_init"
+
+
+def downstream_seeds(seed: int, count: int) -> list[int]:
+    """The seeds of every row's segmenters: seed, seed + 1, ... (evaluate.downstream_seeds of them)."""
+    return [seed + k for k in range(count)]
+
+
+def unet_builder(recipe: SegmenterConfig, n_classes: int, encoder_file: str | None,
+                 runtime: Runtime) -> Callable[[], tuple[torch.nn.Module, str]]:
+    """`build` for `train_downstream`: a fresh U-Net of the segmenter recipe on runtime's device, and its
+    encoder init (ImageNet from `encoder_file`, else random: recorded in metrics.json's backbones)."""
+    def build() -> tuple[torch.nn.Module, str]:
+        model, init = build_unet(recipe.encoder, recipe.encoder_depth, recipe.decoder_channels, n_classes,
+                                 encoder_file)
+        return runtime.place(model), init
+    return build
 
 
 def train_downstream(training_sets: dict[str, TrainingSet],
@@ -87,20 +104,45 @@ def seed_average(per_seed: list[Statistic], seed_draws: np.ndarray) -> tuple[Sta
     return Statistic(float(np.nanmean(values)), np.nanmean(resampled, axis=1), per_seed[0].n), std
 
 
+Counts = dict[str, tuple[np.ndarray, np.ndarray]]  # {row: (numerators, denominators)}, each (n_seeds, n, C)
+
+
+def downstream_counts(models: dict[str, list[torch.nn.Module]], real: torch.Tensor, real_labels: torch.Tensor,
+                      n_classes: int, runtime: Runtime, batch_size: int) -> Counts:
+    """Per-slice Dice counts (src/evaluation/dice.py) of every (row, seed) model on the real test slices.
+
+    The counts are all that scoring needs, so the rows trained by different stages (`baselines`,
+    `evaluate_sim2real`) are scored together, paired, from these arrays alone."""
+    counts = {}
+    for row, row_models in models.items():
+        per_seed = [dice_counts(predict_labels(model, real, runtime, batch_size), real_labels, n_classes)
+                    for model in row_models]
+        counts[row] = (np.stack([num for num, _ in per_seed]), np.stack([den for _, den in per_seed]))
+    return counts
+
+
 def score_downstream(models: dict[str, list[torch.nn.Module]], real: torch.Tensor, real_labels: torch.Tensor,
                      class_names: list[str], seeds: list[int], runtime: Runtime, draws: Resamples, bootstrap_seed: int,
                      batch_size: int) -> DownstreamResult:
-    """Dice of every (row, seed) model on the real test slices, seed-averaged, with the gap closed and
-    paired differences to sim_only and to classical. models: {row: [model per seed]}, schema.DOWNSTREAM_ROWS."""
+    """`score_counts` of the models' `downstream_counts` on the real test slices."""
+    return score_counts(downstream_counts(models, real, real_labels, len(class_names), runtime, batch_size),
+                        class_names, seeds, draws, bootstrap_seed)
+
+
+def score_counts(counts: Counts, class_names: list[str], seeds: list[int], draws: Resamples,
+                 bootstrap_seed: int) -> DownstreamResult:
+    """Dice of every (row, seed) from its per-slice counts, seed-averaged, with the gap closed and
+    paired differences to sim_only and to classical. counts: {row: (num, den) (n_seeds, n, C)} for
+    every row of schema.DOWNSTREAM_ROWS."""
     seed_draws = resample_indices(len(seeds), len(draws.slices), bootstrap_seed, stream=1)
     rows, std, per_slice = {}, {}, []
-    for row, row_models in models.items():
+    for row, (numerators, denominators) in counts.items():
+        if len(numerators) != len(seeds):
+            raise ValueError(f"downstream {row}: counts of {len(numerators)} seeds, expected {len(seeds)} ({seeds})")
         per_seed = []
-        for seed, model in zip(seeds, row_models):
-            numerators, denominators = dice_counts(predict_labels(model, real, runtime, batch_size), real_labels,
-                                                   len(class_names))
-            per_seed.append(dice_statistics(numerators, denominators, class_names, draws.slices))
-            per_slice += slice_rows("downstream", row, dice_columns(numerators, denominators, class_names), seed)
+        for seed, num, den in zip(seeds, numerators, denominators):
+            per_seed.append(dice_statistics(num, den, class_names, draws.slices))
+            per_slice += slice_rows("downstream", row, dice_columns(num, den, class_names), seed)
         averaged = {key: seed_average([s[key] for s in per_seed], seed_draws) for key in per_seed[0]}
         rows[row] = {key: stat for key, (stat, _) in averaged.items()}
         std[row] = {key: s for key, (_, s) in averaged.items()}

@@ -1,7 +1,7 @@
 """pipeline/evaluate/per_slice.csv: every per-slice value behind the headline metrics, one row per
 (task, method, slice[, seed]), so users can run their own statistics.
 
-Columns: task (sr | content | downstream), method, slice (index in the task's test split),
+Columns: task (sr | fidelity | content | downstream), method, slice (index in the task's test split),
 seed (downstream segmenters only), then the metrics of that task; other cells are empty.
 Means over slices (NaN left out) reproduce the headline values of PSNR, SSIM, data
 consistency and the Spearman correlations; Dice is pooled over pixels, so the headline
@@ -20,11 +20,12 @@ from src.evaluation.schema import foreground
 
 KEY_COLUMNS = ("task", "method", "slice", "seed")
 SR_COLUMNS = ("psnr_db", "ssim", "data_consistency_psnr_db", "tta_spearman", "hallucination_spearman")
+FIDELITY_COLUMNS = ("fidelity_psnr_db", "fidelity_ssim", "fidelity_mae")  # sim-to-real paired, foreground only
 
 
 def columns(class_names: list[str]) -> list[str]:
     names = foreground(class_names)
-    return [*KEY_COLUMNS, *SR_COLUMNS, *(f"dice_{c}" for c in names), "dice_mean_foreground",
+    return [*KEY_COLUMNS, *SR_COLUMNS, *FIDELITY_COLUMNS, *(f"dice_{c}" for c in names), "dice_mean_foreground",
             *(f"dice_{c}_{part}" for c in names for part in ("num", "den"))]
 
 

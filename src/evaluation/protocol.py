@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from src.config import EvaluateConfig, SegmenterConfig, as_dict
+from src.config import EvaluateConfig
 from src.evaluation.schema import (BootstrapProtocol, DownstreamProtocol, KIDProtocol, Protocol, SWDProtocol)
 from src.metrics.bootstrap import CI_LEVEL
 
@@ -26,7 +26,7 @@ UNCERTAINTY = ("Spearman rank correlation between the map and |output - HR| over
                "the value is the mean over slices (NaN slices left out)")
 
 
-def build_protocol(settings: EvaluateConfig, recipe: SegmenterConfig, seed: int, n_sr_test: int, n_sim2real_test: int,
+def build_protocol(settings: EvaluateConfig, segmenter_recipe: dict, seed: int, n_sr_test: int, n_sim2real_test: int,
                    scale: int, data_range: float, class_names: list[str], feature_space: str, seeds: list[int],
                    steps_per_segmenter: dict[str, int]) -> Protocol:
     # kernel_distance clamps the subset size to the smaller set: with fewer test slices than
@@ -44,6 +44,6 @@ def build_protocol(settings: EvaluateConfig, recipe: SegmenterConfig, seed: int,
         downstream=DownstreamProtocol(steps=settings.downstream_steps, seeds=list(seeds),
                                       steps_per_segmenter=steps_per_segmenter,
                                       # segmenter.steps is train_segmenter's budget, not evaluate's: left out
-                                      segmenter_recipe={k: v for k, v in as_dict(recipe).items() if k != "steps"}),
+                                      segmenter_recipe={k: v for k, v in segmenter_recipe.items() if k != "steps"}),
         uncertainty=UNCERTAINTY,
     )

@@ -35,6 +35,11 @@ REALISM_SETS = ("raw_sim", "classical", "translated_sim", "translated_classical"
 # judge_on_real: the judge on real test slices against their own labels, the bar a translation is held to.
 CONTENT_SETS = (*(f"judge_on_{s}" for s in REALISM_SETS), "judge_on_real")
 TRANSLATED_VS_INPUT = ("swd", "judge_dice_mean_foreground")  # each translator against its own input
+# Paired fidelity: each test rendering against the real slice of the same anatomy (the test sims are rendered
+# from their own slice's labels), on the foreground: PSNR, SSIM and MAE (src/metrics/image_quality.py).
+FIDELITY = ("psnr_db", "ssim", "mae")
+FIDELITY_VS_RAW_SIM_ROWS = ("classical", "translated_sim", "translated_classical")
+FIDELITY_VS_CLASSICAL_ROWS = ("translated_sim", "translated_classical")
 DOWNSTREAM_ROWS = ("sim_only", "classical", "randomized", "translated_sim", "translated_classical", "real_oracle")
 DOWNSTREAM_VS_SIM_ONLY = ("mean_foreground",)
 DOWNSTREAM_VS_CLASSICAL_ROWS = ("randomized", "translated_sim", "translated_classical")
@@ -150,6 +155,25 @@ class Realism(Frozen):
     translated_classical: Row
 
 
+class Fidelity(Frozen):
+    """Each rendering of the test sims against the real test slice of the same anatomy, foreground only."""
+    raw_sim: Row
+    classical: Row
+    translated_sim: Row
+    translated_classical: Row
+
+
+class FidelityVsRawSim(Frozen):
+    classical: Comparison
+    translated_sim: Comparison
+    translated_classical: Comparison
+
+
+class FidelityVsClassical(Frozen):
+    translated_sim: Comparison
+    translated_classical: Comparison
+
+
 class Content(Frozen):
     judge_on_raw_sim: Row
     judge_on_classical: Row
@@ -184,6 +208,9 @@ class DownstreamVsClassical(Frozen):
 
 class Sim2Real(Frozen):
     realism: Realism
+    fidelity: Fidelity
+    fidelity_vs_raw_sim: FidelityVsRawSim
+    fidelity_vs_classical: FidelityVsClassical
     content: Content
     translated_vs_raw_sim: Comparison
     translated_classical_vs_classical: Comparison
@@ -223,9 +250,9 @@ def distance_keys(feature_space: str) -> tuple[str, str]:
 
 
 def higher_is_better(key: str) -> bool:
-    """The direction of a metric key: distances (SWD, KID, FD/FID) lower, everything else (PSNR, SSIM,
+    """The direction of a metric key: distances (SWD, KID, FD/FID) and MAE lower, everything else (PSNR, SSIM,
     Dice, Spearman, gap closed) higher."""
-    return not (key in ("swd", "fid", "kid") or key.startswith(("kid_", "fd_")))
+    return not (key in ("swd", "fid", "kid", "mae") or key.startswith(("kid_", "fd_")))
 
 
 def foreground(class_names: list[str]) -> list[str]:
@@ -244,6 +271,9 @@ def expected_keys(protocol: Protocol) -> dict[str, tuple[str, ...]]:
         "sr.psnr_model_vs_naive": PSNR_MODEL_VS_NAIVE,
         "sr.gan_vs_psnr_model": GAN_VS_PSNR_MODEL,
         **{f"sim2real.realism.{s}": distances for s in REALISM_SETS},
+        **{f"sim2real.fidelity.{s}": FIDELITY for s in REALISM_SETS},
+        **{f"sim2real.fidelity_vs_raw_sim.{s}": FIDELITY for s in FIDELITY_VS_RAW_SIM_ROWS},
+        **{f"sim2real.fidelity_vs_classical.{s}": FIDELITY for s in FIDELITY_VS_CLASSICAL_ROWS},
         **{f"sim2real.content.{s}": dice for s in CONTENT_SETS},
         "sim2real.translated_vs_raw_sim": TRANSLATED_VS_INPUT,
         "sim2real.translated_classical_vs_classical": TRANSLATED_VS_INPUT,
@@ -343,12 +373,20 @@ HEADLINE = {
     "s2r.swd.classical": "sim2real.realism.classical.swd",
     "s2r.swd.translated_sim": "sim2real.realism.translated_sim.swd",
     "s2r.swd.translated_classical": "sim2real.realism.translated_classical.swd",
+    "s2r.fidelity_psnr.raw_sim": "sim2real.fidelity.raw_sim.psnr_db",
+    "s2r.fidelity_psnr.classical": "sim2real.fidelity.classical.psnr_db",
+    "s2r.fidelity_psnr.translated_sim": "sim2real.fidelity.translated_sim.psnr_db",
+    "s2r.fidelity_psnr.translated_classical": "sim2real.fidelity.translated_classical.psnr_db",
+    "s2r.fidelity_vs_classical.translated_sim": "sim2real.fidelity_vs_classical.translated_sim.psnr_db",
+    "s2r.judge_dice.translated_sim": "sim2real.content.judge_on_translated_sim.mean_foreground",
     "s2r.judge_dice.translated_classical": "sim2real.content.judge_on_translated_classical.mean_foreground",
     "s2r.judge_dice.real": "sim2real.content.judge_on_real.mean_foreground",
+    "s2r.gap.real_oracle_vs_sim_only": "sim2real.downstream_vs_sim_only.real_oracle.mean_foreground",
     "s2r.gap_closed.classical": "sim2real.downstream.classical.gap_closed_fraction",
     "s2r.gap_closed.randomized": "sim2real.downstream.randomized.gap_closed_fraction",
     "s2r.gap_closed.translated_sim": "sim2real.downstream.translated_sim.gap_closed_fraction",
     "s2r.gap_closed.translated_classical": "sim2real.downstream.translated_classical.gap_closed_fraction",
+    "s2r.vs_classical.translated_sim": "sim2real.downstream_vs_classical.translated_sim.mean_foreground",
     "s2r.vs_classical.translated_classical": "sim2real.downstream_vs_classical.translated_classical.mean_foreground",
 }
 

@@ -86,3 +86,62 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float, crop_borde
         k2=SSIM_K2,
     )
     return ssim_map.mean(dim=(1, 2, 3))
+
+
+# Paired fidelity on a region (sim-to-real: a translation scored against the real slice of the same
+# anatomy, on the brain only). The background is -1 in both images by construction, so whole-image
+# figures would be inflated by however much background a slice has.
+
+def _check_mask(pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    if mask.shape != pred.shape:
+        raise ValueError(f"mask shape {tuple(mask.shape)} differs from the images' {tuple(pred.shape)}")
+    if mask.dtype != torch.bool:
+        raise ValueError(f"mask must be boolean, got {mask.dtype}")
+    return mask
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-image mean of `values` over `mask` (both (N, C, H, W)); NaN for an image with an empty mask."""
+    weights = mask.to(values.dtype)
+    return (values * weights).sum(dim=(1, 2, 3)) / weights.sum(dim=(1, 2, 3))
+
+
+def masked_mae(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-image mean absolute error over the pixels where `mask` is true, in the images' units.
+
+    pred, target: (N, C, H, W) float; mask: (N, C, H, W) bool. Returns (N,); NaN where the mask is empty.
+    """
+    _check_pair(pred, target, 0)
+    return _masked_mean((pred.double() - target.double()).abs(), _check_mask(pred, mask))
+
+
+def masked_psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float, mask: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR = 10 log10(data_range^2 / MSE) with the MSE over the pixels where `mask` is true.
+
+    pred, target: (N, C, H, W) float; mask: (N, C, H, W) bool; data_range 2.0 for [-1, 1].
+    Returns (N,) in dB; +inf for an image equal to its target on the mask, NaN where the mask is empty.
+    """
+    _check_pair(pred, target, 0)
+    mse = _masked_mean((pred.double() - target.double()) ** 2, _check_mask(pred, mask))
+    return 10.0 * torch.log10(float(data_range) ** 2 / mse)
+
+
+def masked_ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float, mask: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM (Wang et al. 2004, the window and constants of `ssim`) averaged over the SSIM map's
+    pixels where `mask` is true.
+
+    The map covers the valid region only (no padding): it is (H - 10) x (W - 10), centred, so the mask
+    is cropped by half the window on every side before averaging. Neighbourhoods of masked pixels may
+    reach outside the mask; that is what SSIM at an edge of the brain means.
+    pred, target: (N, C, H, W) float, H and W >= 11; mask: (N, C, H, W) bool.
+    Returns (N,); NaN where the cropped mask is empty.
+    """
+    _check_pair(pred, target, 0)
+    _check_mask(pred, mask)
+    if min(pred.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {tuple(pred.shape[-2:])}")
+    ssim_map, _ = compute_ssim_and_cs(pred.double(), target.double(), spatial_dims=2,
+                                      kernel_size=(SSIM_WINDOW, SSIM_WINDOW), kernel_sigma=(SSIM_SIGMA, SSIM_SIGMA),
+                                      data_range=float(data_range), kernel_type="gaussian", k1=SSIM_K1, k2=SSIM_K2)
+    half = SSIM_WINDOW // 2
+    return _masked_mean(ssim_map, mask[..., half:-half, half:-half])

@@ -27,7 +27,7 @@ def load_frozen(path: Path, build: Callable[[dict], nn.Module], stage: str) -> t
     return net.eval().requires_grad_(False), blob["meta"]
 
 
-def load_segmenter(path: Path) -> tuple[nn.Module, dict]:
-    """The U-Net of `train_segmenter`, frozen, and its meta."""
+def load_segmenter(path: Path, stage: str = "train_segmenter") -> tuple[nn.Module, dict]:
+    """A U-Net saved by `stage` (train_segmenter's, or the judge of `baselines`), frozen, and its meta."""
     return load_frozen(path, lambda meta: build_unet(meta["encoder"], meta["encoder_depth"], meta["decoder_channels"],
-                                                     meta["n_classes"], None)[0], "train_segmenter")
+                                                     meta["n_classes"], None)[0], stage)
