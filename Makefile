@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-deps benchmark exp metrics
+.PHONY: install run test test-fast test-deps benchmark exp metrics
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,6 +33,10 @@ test-deps:
 
 test: $(STAMP) test-deps
 	PATH=$(VENV)/bin:$$PATH $(PY) -m pytest -q
+
+# The inner loop: every test but the slow tier (tests/conftest.py). CI and the README run `make test`.
+test-fast: $(STAMP)
+	PATH=$(VENV)/bin:$$PATH $(PY) -m pytest -q -m "not slow"
 
 benchmark: $(STAMP)
 	PATH=$(VENV)/bin:$$PATH $(PY) -m benchmarks.run

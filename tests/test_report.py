@@ -66,6 +66,7 @@ def fake_metrics(distribution: str = "judge", weak: bool = True, kid_whole_set: 
     for row, gap in zip(downstream, (0.0, 0.55, -0.03, 0.412345, 0.76543, 1.0)):
         downstream[row]["gap_closed_fraction"] = estimate(gap)
     distances = lambda a, b, c: {"swd": estimate(a), kid: estimate(b), fd: estimate(c)}  # noqa: E731
+    fidelity = lambda a, b, c: {"psnr_db": estimate(a), "ssim": estimate(b), "mae": estimate(c)}  # noqa: E731
     versus = lambda v, lo, hi, better: {"mean_foreground": difference(v, lo, hi, better)}  # noqa: E731
     return {
         "protocol": {
@@ -100,6 +101,19 @@ def fake_metrics(distribution: str = "judge", weak: bool = True, kid_whole_set: 
             "realism": {"raw_sim": distances(25.4321, 0.0876543, 9.87654), "classical": distances(14.321, 0.0345, 5.4321),
                         "translated_sim": distances(11.2233, 0.0234567, 4.56789),
                         "translated_classical": distances(9.8765, 0.0198765, 3.9876)},
+            "fidelity": {"raw_sim": fidelity(6.8123, 0.31234, 0.61234), "classical": fidelity(11.2345, 0.45678, 0.39876),
+                         "translated_sim": fidelity(17.8901, 0.71234, 0.15432),
+                         "translated_classical": fidelity(16.5432, 0.68765, 0.17654)},
+            "fidelity_vs_raw_sim": {row: {"psnr_db": difference(5.0, 3.0, 7.0, True),
+                                          "ssim": difference(0.1, 0.05, 0.2, True),
+                                          "mae": difference(-0.2, -0.3, -0.1, True)}
+                                    for row in schema.FIDELITY_VS_RAW_SIM_ROWS},
+            "fidelity_vs_classical": {"translated_sim": {"psnr_db": difference(6.6556, 5.1, 8.2, True),
+                                                         "ssim": difference(0.2556, 0.2, 0.3, True),
+                                                         "mae": difference(-0.2444, -0.3, -0.2, True)},
+                                      "translated_classical": {"psnr_db": difference(5.3087, 3.9, 6.7, True),
+                                                               "ssim": difference(0.2309, 0.18, 0.28, True),
+                                                               "mae": difference(-0.2222, -0.28, -0.16, True)}},
             "content": {"judge_on_raw_sim": dice(0.51234, 0.61234, 0.71234),
                         "judge_on_classical": dice(0.50123, 0.60123, 0.70123),
                         "judge_on_translated_sim": dice(0.48766, 0.59876, 0.69876),
@@ -262,6 +276,13 @@ def test_every_table_shows_values_with_their_intervals(tmp_path, monkeypatch):
     realism = page.tables["s2r-realism"]
     assert row(realism, "CycleGAN on raw sim")[1:] == ["11.22 [10.10, 12.35]", "0.02346 [0.02111, 0.02580]",
                                                              "4.568 [4.111, 5.025]"]
+    fidelity = page.tables["s2r-fidelity"]
+    assert fidelity[0] == ["", "PSNR (dB) ↑", "SSIM ↑", "MAE ↓"]
+    assert row(fidelity, "CycleGAN on raw sim")[1:] == ["17.89 [16.10, 19.68]", "0.7123 [0.6411, 0.7836]",
+                                                        "0.1543 [0.1389, 0.1698]"]
+    comparisons = page.tables["s2r-comparisons"]
+    assert ["CycleGAN(raw sim) − classical", "MAE ↓", "-0.2444 [-0.3000, -0.2000]"] == \
+        [c for c in next(r for r in comparisons if r[0] == "CycleGAN(raw sim) − classical" and r[1] == "MAE ↓")[:3]]
     content = page.tables["s2r-content"]
     assert content[0] == ["", "CSF ↑", "GM ↑", "WM ↑", "mean (foreground) ↑"]
     assert row(content, "judge on CycleGAN(raw sim)")[1] == "0.4877 [0.4389, 0.5364]"
@@ -378,7 +399,7 @@ def test_params_are_shown(tmp_path, monkeypatch):
     _, page = build(tmp_path, monkeypatch, fake_metrics())
     cells = [r for name, table in page.tables.items() if name.startswith("params-") for r in table]
     assert ["seed", "42"] in cells and ["percentiles", "[0.5, 99.5]"] in cells
-    assert ["data.sim", ""] in cells and ["tr_ms", "500.0"] in cells
+    assert ["data.sim", ""] in cells and ["tr_ms", "4000.0"] in cells
     assert ["vgg19_path", '""'] in cells and ["lambda_cycle", "10.0"] in cells
 
 

@@ -7,7 +7,8 @@ augmentation the segmenter recipe already applies to the label map):
 
 1. a Gaussian mixture: each tissue gets a mean and a within-tissue std drawn uniformly from
    the ranges in params.yaml (`evaluate.randomization`); with `t1_ordering` the three means
-   are sorted so that CSF < GM < WM, the one intensity prior the issue allows;
+   are sorted so that CSF < GM < WM (a T1 prior: it knows the target contrast); without it, as SynthSeg,
+   any order (the default: contrast-agnostic);
 2. a smooth multiplicative bias field: a coarse grid of N(0, bias_field_std) values,
    upsampled bicubically and exponentiated;
 3. a Gaussian blur of random std (partial volume at a random resolution; kornia);

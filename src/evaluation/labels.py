@@ -6,11 +6,13 @@ from src.evaluation.schema import higher_is_better
 
 # metric key -> (label, meaning). Feature-space keys (fid, kid, fd_<space>, kid_<space>) and class names: see label().
 METRICS = {
-    "psnr_db": ("PSNR (dB)", "peak signal-to-noise ratio against the HR slice; pixel fidelity, rewards blurry "
-                "averages"),
-    "ssim": ("SSIM", "structural similarity with the HR slice (at most 1)"),
+    "psnr_db": ("PSNR (dB)", "peak signal-to-noise ratio against the reference slice (SR: the HR slice; sim-to-real: "
+                "the real slice of the same anatomy, foreground only); pixel fidelity, rewards blurry averages"),
+    "ssim": ("SSIM", "structural similarity with the reference slice (at most 1)"),
     "data_consistency_psnr_db": ("data-consistency PSNR (dB)", "PSNR between the output degraded again to LR and "
                                  "the LR input: does the output still explain what was measured?"),
+    "mae": ("MAE", "mean absolute error against the real slice of the same anatomy, on the foreground, in model "
+            "units ([-1, 1]: 2 = the whole range)"),
     "swd": ("SWD", "multi-scale sliced Wasserstein distance between patch descriptors of these images and the "
             "reference ones (Karras et al. 2018, ×10³); realism of the image distribution, no pretrained network"),
     "mean_foreground": ("mean (foreground)", "mean Dice over the foreground classes"),
@@ -38,6 +40,10 @@ ROWS = {  # section path -> {row key: label}
                          "classical": "classical: blur + histogram matching (baseline)",
                          "translated_sim": "CycleGAN on raw sim",
                          "translated_classical": "CycleGAN on the classical rendering"},
+    "sim2real.fidelity": {"raw_sim": "raw simulation (baseline)",
+                          "classical": "classical: blur + histogram matching (baseline)",
+                          "translated_sim": "CycleGAN on raw sim",
+                          "translated_classical": "CycleGAN on the classical rendering"},
     "sim2real.content": {"judge_on_raw_sim": "judge on raw sim",
                          "judge_on_classical": "judge on classical",
                          "judge_on_translated_sim": "judge on CycleGAN(raw sim)",
@@ -56,6 +62,11 @@ COMPARISONS = {
     "sr.gan_vs_psnr_model": ("GAN model", "PSNR model"),
     "sim2real.translated_vs_raw_sim": ("CycleGAN(raw sim)", "raw sim"),
     "sim2real.translated_classical_vs_classical": ("CycleGAN(classical)", "classical"),
+    **{f"sim2real.fidelity_vs_raw_sim.{row}": (name, "raw sim") for row, name in (
+        ("classical", "classical"), ("translated_sim", "CycleGAN(raw sim)"),
+        ("translated_classical", "CycleGAN(classical)"))},
+    **{f"sim2real.fidelity_vs_classical.{row}": (name, "classical") for row, name in (
+        ("translated_sim", "CycleGAN(raw sim)"), ("translated_classical", "CycleGAN(classical)"))},
     **{f"sim2real.downstream_vs_sim_only.{row}": (f"trained on {name}", "trained on raw sim") for row, name in (
         ("classical", "classical"), ("randomized", "randomisation"), ("translated_sim", "CycleGAN(raw sim)"),
         ("translated_classical", "CycleGAN(classical)"), ("real_oracle", "real labels"))},

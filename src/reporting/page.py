@@ -91,10 +91,13 @@ def context(metrics: schema.Metrics, segmenter: SegmenterScores, params: dict, e
         "sr_comparisons": tables.comparison_table("sr-comparisons", {p: schema.section(metrics, p) for p in (
             "sr.psnr_model_vs_naive", "sr.gan_vs_psnr_model")}),
         "realism": tables.estimate_table("s2r-realism", s2r.realism, "sim2real.realism", ("swd", kid_key, fd_key)),
+        "fidelity": tables.estimate_table("s2r-fidelity", s2r.fidelity, "sim2real.fidelity", schema.FIDELITY),
         "content": tables.estimate_table("s2r-content", s2r.content, "sim2real.content", dice_keys),
         "downstream": tables.downstream_table("s2r-downstream", s2r.downstream, s2r.downstream_vs_classical,
                                               (*dice_keys, "gap_closed_fraction")),
         "s2r_comparisons": tables.comparison_table("s2r-comparisons", {p: schema.section(metrics, p) for p in (
+            *(f"sim2real.fidelity_vs_classical.{row}" for row in schema.FIDELITY_VS_CLASSICAL_ROWS),
+            *(f"sim2real.fidelity_vs_raw_sim.{row}" for row in schema.FIDELITY_VS_RAW_SIM_ROWS),
             "sim2real.translated_vs_raw_sim", "sim2real.translated_classical_vs_classical",
             *(f"sim2real.downstream_vs_classical.{row}" for row in schema.DOWNSTREAM_VS_CLASSICAL_ROWS),
             *(f"sim2real.downstream_vs_sim_only.{row}" for row in schema.DOWNSTREAM_ROWS[1:]))}),

@@ -14,10 +14,30 @@ from src.data.mr_simulator import (elastic_deform_labels, signal_intensities, si
 SIM = load_params(REPO / "params.yaml").data.sim
 
 
+T1_EXPERIMENT = dict(tr_ms=500.0, te_ms=15.0)  # README: dvc exp run -S data.sim.tr_ms=500 -S data.sim.te_ms=15
+
+
 @pytest.mark.parametrize("field_strength", [1.5, 3.0])
-def test_t1_weighted_contrast_order_at_default_tr_te(field_strength):
+def test_default_is_t2_weighted_the_reverse_of_the_real_t1_order(field_strength):
+    # The cross-contrast demo: labelled T2-weighted sims, T1 real scans (WM > GM > CSF).
     s = signal_intensities(field_strength, SIM.tr_ms, SIM.te_ms)
-    assert s[WM] > s[GM] > s[CSF] > s[0] == 0.0
+    assert s[CSF] > s[GM] > s[WM] > s[0] == 0.0
+    t1 = signal_intensities(field_strength, **T1_EXPERIMENT)
+    assert t1[WM] > t1[GM] > t1[CSF] > t1[0] == 0.0
+
+
+def test_default_t2_intensities_by_hand():
+    # S = PD (1 - e^(-TR/T1)) e^(-TE/T2), BrainWeb 1.5 T, normalised so that CSF (the brightest, above the 99.5th
+    # foreground percentile on a slice with enough CSF) is +1 and zero signal -1: the CSF +1.00, GM -0.12,
+    # WM -0.37.
+    assert (SIM.field_strength, SIM.tr_ms, SIM.te_ms) == (1.5, 4000.0, 100.0)
+    signal = {c: pd * (1 - np.exp(-4000 / t1)) * np.exp(-100 / t2)
+              for c, (t1, t2, pd) in {CSF: (2569, 329, 1.0), GM: (833, 83, 0.86), WM: (500, 70, 0.77)}.items()}
+    labels = _labels(1, 64)
+    images = simulate(labels, SIM, np.random.default_rng(0), [0.5, 99.5])[0, 0]
+    for c in (CSF, GM, WM):
+        assert images[labels[0] == c] == pytest.approx(-1 + 2 * signal[c] / signal[CSF], abs=1e-6)
+    assert [round(float(images[labels[0] == c][0]), 2) for c in (CSF, GM, WM)] == [1.0, -0.12, -0.37]
 
 
 def test_signal_equation_by_hand():
@@ -44,7 +64,7 @@ def test_simulate_range_background_and_determinism():
     assert images.min() >= -1 and images.max() <= 1
     assert np.all(images[:, 0][labels == 0] == -1.0)
     means = {c: images[:, 0][labels == c].mean() for c in (CSF, GM, WM)}
-    assert means[WM] > means[GM] > means[CSF]
+    assert means[CSF] > means[GM] > means[WM]  # T2-weighted by default
     again = simulate(labels, SIM, np.random.default_rng(0), [0.5, 99.5])
     np.testing.assert_array_equal(images, again)
 
@@ -55,9 +75,12 @@ def test_noise_free_simulation_is_piecewise_constant():
     for c in (CSF, GM, WM):
         assert np.ptp(images[0, 0][labels[0] == c]) == 0
     s = signal_intensities(SIM.field_strength, SIM.tr_ms, SIM.te_ms)
-    assert images[0, 0][labels[0] == WM][0] == 1.0
-    # Zero signal is the background value: CSF sits at its signal relative to WM, not on -1.
-    assert images[0, 0][labels[0] == CSF][0] == pytest.approx(-1 + 2 * s[CSF] / s[WM], abs=1e-6)
+    brightest = max((CSF, GM, WM), key=s.get)
+    assert images[0, 0][labels[0] == brightest][0] == 1.0
+    # Zero signal is the background value: the darkest tissue sits at its signal relative to the brightest, not on -1.
+    darkest = min((CSF, GM, WM), key=s.get)
+    assert images[0, 0][labels[0] == darkest][0] == pytest.approx(-1 + 2 * s[darkest] / s[brightest], abs=1e-6)
+    assert images[0, 0][labels[0] == darkest][0] > -1
 
 
 @pytest.mark.parametrize("field_strength", [1.5, 3.0])
