@@ -99,7 +99,7 @@ def score_sim2real(params: Params) -> dict:
                        translated_vs_raw_sim=translation.translated_vs_raw_sim,
                        translated_classical_vs_classical=translation.translated_classical_vs_classical,
                        downstream=down.downstream, downstream_vs_sim_only=down.vs_sim_only,
-                       downstream_vs_classical=down.vs_classical)
+                       downstream_vs_classical=down.vs_classical, downstream_vs_randomized=down.vs_randomized)
     grid, _ = sim2real_grid(renderings["test"], test["real"], translation.judge_labels["translated_classical"],
                             test["sim_labels"], ev.n_examples)
     with staged_dir(OUT) as out:

@@ -130,6 +130,8 @@ def fake_metrics(distribution: str = "judge", weak: bool = True, kid_whole_set: 
                                        "translated_sim": versus(0.0607, -0.01, 0.12, "indistinguishable"),
                                        "translated_classical": versus(0.145, 0.09, 0.2, True),
                                        "real_oracle": versus(0.2931, 0.2, 0.38, True)},
+            "downstream_vs_randomized": {"translated_sim": versus(0.07, 0.01, 0.13, True),
+                                         "translated_classical": versus(0.155, 0.1, 0.2, True)},
             "downstream_vs_classical": {"randomized": versus(-0.1, -0.15, -0.05, False),
                                         "translated_sim": versus(-0.03, -0.08, 0.02, "indistinguishable"),
                                         "translated_classical": versus(0.055, 0.01, 0.1, True)},

@@ -21,8 +21,8 @@ from src.config import SegmenterConfig
 from src.evaluation.dice import dice_columns, dice_counts, dice_statistics
 from src.evaluation.intervals import Resamples, Statistic, differences
 from src.evaluation.per_slice import slice_rows
-from src.evaluation.schema import (DOWNSTREAM_VS_CLASSICAL_ROWS, DOWNSTREAM_VS_SIM_ONLY, Downstream,
-                                   DownstreamVsClassical, DownstreamVsSimOnly)
+from src.evaluation.schema import (DOWNSTREAM_VS_CLASSICAL_ROWS, DOWNSTREAM_VS_RANDOMIZED_ROWS, DOWNSTREAM_VS_SIM_ONLY,
+                                   Downstream, DownstreamVsClassical, DownstreamVsRandomized, DownstreamVsSimOnly)
 from src.metrics.bootstrap import resample_indices
 from src.models.segmenter import build_unet
 from src.training.runtime import Runtime, seed_everything
@@ -89,6 +89,7 @@ class DownstreamResult:
     downstream: Downstream
     vs_sim_only: DownstreamVsSimOnly
     vs_classical: DownstreamVsClassical
+    vs_randomized: DownstreamVsRandomized
     per_slice: list[dict]
 
 
@@ -165,5 +166,7 @@ def score_counts(counts: Counts, class_names: list[str], seeds: list[int], draws
                                            for row in rows if row != "sim_only"}),
         vs_classical=DownstreamVsClassical(**{row: differences(rows[row], rows["classical"], DOWNSTREAM_VS_SIM_ONLY)
                                               for row in DOWNSTREAM_VS_CLASSICAL_ROWS}),
+        vs_randomized=DownstreamVsRandomized(**{row: differences(rows[row], rows["randomized"], DOWNSTREAM_VS_SIM_ONLY)
+                                                for row in DOWNSTREAM_VS_RANDOMIZED_ROWS}),
         per_slice=per_slice,
     )

@@ -70,6 +70,8 @@ COMPARISONS = {
     **{f"sim2real.downstream_vs_sim_only.{row}": (f"trained on {name}", "trained on raw sim") for row, name in (
         ("classical", "classical"), ("randomized", "randomisation"), ("translated_sim", "CycleGAN(raw sim)"),
         ("translated_classical", "CycleGAN(classical)"), ("real_oracle", "real labels"))},
+    **{f"sim2real.downstream_vs_randomized.{row}": (f"trained on {name}", "trained on randomisation")
+       for row, name in (("translated_sim", "CycleGAN(raw sim)"), ("translated_classical", "CycleGAN(classical)"))},
     **{f"sim2real.downstream_vs_classical.{row}": (f"trained on {name}", "trained on classical") for row, name in (
         ("randomized", "randomisation"), ("translated_sim", "CycleGAN(raw sim)"),
         ("translated_classical", "CycleGAN(classical)"))},

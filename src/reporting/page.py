@@ -100,6 +100,7 @@ def context(metrics: schema.Metrics, segmenter: SegmenterScores, params: dict, e
             *(f"sim2real.fidelity_vs_raw_sim.{row}" for row in schema.FIDELITY_VS_RAW_SIM_ROWS),
             "sim2real.translated_vs_raw_sim", "sim2real.translated_classical_vs_classical",
             *(f"sim2real.downstream_vs_classical.{row}" for row in schema.DOWNSTREAM_VS_CLASSICAL_ROWS),
+            *(f"sim2real.downstream_vs_randomized.{row}" for row in schema.DOWNSTREAM_VS_RANDOMIZED_ROWS),
             *(f"sim2real.downstream_vs_sim_only.{row}" for row in schema.DOWNSTREAM_ROWS[1:]))}),
         "gap": tables.interval_text(s2r.downstream.translated_classical["gap_closed_fraction"]),
         "gap_classical": tables.interval_text(s2r.downstream.classical["gap_closed_fraction"]),
