@@ -147,6 +147,8 @@ class DataConfig:
                  f"must be [low, high] with 0 <= low < high <= 100, got {list(self.percentiles)}")
         _require(abs(sum(self.split_fractions) - 1) < 1e-6, "split_fractions",
                  f"must be three fractions summing to 1, got {list(self.split_fractions)}")
+        # A repeated axis would put every slice of it into its split twice: a doubled test n, narrowed intervals.
+        _require(len(set(self.axes)) == len(self.axes), "axes", f"must not repeat an axis, got {list(self.axes)}")
         return self
 
 
@@ -285,6 +287,13 @@ class RandomizationConfig:
         return self
 
 
+# A 95 % percentile interval needs resamples beyond both of its bounds: at least 1 / 0.025 = 40 of them. With
+# fewer, the interval collapses to the extreme resamples (at 1 resample: zero width, and every comparison would
+# still get a verdict).
+MIN_RESAMPLES = 40
+Resamples = Annotated[int, Strict(), Field(ge=MIN_RESAMPLES)]
+
+
 @frozen_section
 class EvaluateConfig:
     device: Device
@@ -296,19 +305,30 @@ class EvaluateConfig:
     downstream_steps: PosInt
     downstream_seeds: PosInt
     randomization: RandomizationConfig
-    bootstrap_resamples: PosInt
-    bootstrap_set_resamples: PosInt
+    bootstrap_resamples: Resamples
+    bootstrap_set_resamples: Resamples
     n_examples: PosInt
 
 
 @frozen_section
 class Params:
-    seed: NonNegInt  # numpy refuses negative seeds
+    # numpy refuses negative seeds; torch takes at most 64 bits, and stages derive seed + k (a few thousand at most)
+    seed: Annotated[int, Strict(), Field(ge=0, lt=2 ** 32)]
     weights: WeightsConfig
     data: DataConfig
     segmenter: SegmenterConfig
     train: TrainConfig
     evaluate: EvaluateConfig
+
+
+    @model_validator(mode="after")
+    def _check(self) -> Params:
+        # Across sections: the SR crop is cut at LR resolution, so a crop that data.scale does not divide would
+        # silently train on a smaller one than config.json records.
+        crop, scale = self.train.sr.crop_size, self.data.scale
+        _require(crop % scale == 0, "train.sr.crop_size",
+                 f"must be a multiple of data.scale = {scale} (the LR crop is crop_size / scale), got {crop}")
+        return self
 
 
 _PARAMS = TypeAdapter(Params)
@@ -367,11 +387,26 @@ def params_from_dict(raw: Any) -> Params:
         raise _config_error(err) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys without a word; DVC's own parser refuses such a file."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.YAMLError(f"key {key!r} is written twice in one mapping (lines {seen[key]} and {line}); "
+                                     "YAML would silently keep the last")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: Path | str = PARAMS_FILE) -> Params:
     """Read and validate params.yaml. Raises ConfigError naming the file and the dotted key."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found (run from the repository root)") from None
     except yaml.YAMLError as err:

@@ -56,7 +56,7 @@ def setup(tmp_path, monkeypatch):
     path = write_params(tmp_path)
     raw = yaml.safe_load(path.read_text())
     raw["evaluate"].update(downstream_steps=7, downstream_seeds=len(SEEDS), bootstrap_resamples=200,
-                           bootstrap_set_resamples=20)
+                           bootstrap_set_resamples=40)
     raw["segmenter"]["steps"] = 3  # the train_segmenter budget: must NOT be what the downstream runs use
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return load_params(path), path, arrays

@@ -29,7 +29,7 @@ def run(tmp_path_factory):
         make_tree(root, n_test=N_TEST)
         path = write_params(root)
         raw = yaml.safe_load(path.read_text())
-        raw["evaluate"].update(downstream_seeds=2, bootstrap_resamples=300, bootstrap_set_resamples=30)
+        raw["evaluate"].update(downstream_seeds=2, bootstrap_resamples=300, bootstrap_set_resamples=40)
         path.write_text(yaml.safe_dump(raw, sort_keys=False))
         assert run_evaluation(path) == 0
         metrics = schema.from_json((root / OUT / "metrics.json").read_text(), "metrics.json")

@@ -27,7 +27,7 @@ def tiny_run(root: Path, seeds: int = 2) -> Path:
     make_tree(root)
     path = write_params(root)
     raw = yaml.safe_load(path.read_text())
-    raw["evaluate"].update(downstream_seeds=seeds, bootstrap_resamples=200, bootstrap_set_resamples=20)
+    raw["evaluate"].update(downstream_seeds=seeds, bootstrap_resamples=200, bootstrap_set_resamples=40)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 

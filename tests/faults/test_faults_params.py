@@ -34,6 +34,13 @@ def _delete(key: str):
     return edit
 
 
+def _both(*edits):
+    def edit(raw):
+        for one in edits:
+            one(raw)
+    return edit
+
+
 CASES = {
     # case id: (edit, text the error must contain)
     "diffaugment_policy_typo": (_set("train.sr.diffaugment", "colour,translation"), "train.sr.diffaugment"),
@@ -51,6 +58,16 @@ CASES = {
     "float_written_as_string": (_set("train.sr.lr_gan", "1e-4"), "train.sr.lr_gan: expected float"),
     "bool_as_a_number": (_set("train.sr.log_every", True), "train.sr.log_every: expected int"),
     "negative_step_count": (_set("train.sr.psnr_steps", -5), "train.sr.psnr_steps: must be >= 1"),
+    # Degenerate statistics: one resample gives zero-width intervals that would still hand out verdicts.
+    "one_bootstrap_resample": (_set("evaluate.bootstrap_resamples", 1), "evaluate.bootstrap_resamples: must be >= 40"),
+    "too_few_set_resamples": (_set("evaluate.bootstrap_set_resamples", 10),
+                              "evaluate.bootstrap_set_resamples: must be >= 40"),
+    # Across keys: a crop data.scale does not divide would train on a smaller crop than config.json says.
+    "sr_crop_not_a_multiple_of_scale": (_both(_set("data.scale", 8), _set("train.sr.crop_size", 36)),
+                                        "train.sr.crop_size: must be a multiple of data.scale = 8"),
+    # A repeated axis would put every slice into its split twice (doubled test n, narrowed intervals).
+    "repeated_slicing_axis": (_set("data.axes", [2, 2]), "data.axes: must not repeat an axis"),
+    "seed_beyond_64_bits": (_set("seed", 2 ** 70), "seed: must be <"),
 }
 
 
@@ -74,3 +91,20 @@ def test_params_file_that_is_not_yaml(sr_run, capsys):
     err = last_line(capsys.readouterr().err)
     assert err.startswith("error: train_sr: params.yaml: not valid YAML"), err
     assert snapshot(sr_run, *OUTPUTS) == before
+
+
+def test_a_key_written_twice_is_refused_naming_both_lines(sr_run, capsys):
+    # PyYAML keeps the last of two equal keys silently (DVC's own parser refuses the file): the value a user
+    # meant could be the one dropped.
+    path = sr_run / "params.yaml"
+    lines = path.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("seed:"))
+    lines.insert(first + 1, "seed: 7")
+    path.write_text("\n".join(lines) + "\n")
+    before = snapshot(sr_run, *OUTPUTS)
+    assert train_sr.main(["--params", "params.yaml"]) == 1
+    err = last_line(capsys.readouterr().err)
+    assert err.startswith("error: train_sr: params.yaml: not valid YAML: key 'seed' is written twice"), err
+    assert f"lines {first + 1} and {first + 2}" in err, err
+    assert snapshot(sr_run, *OUTPUTS) == before
+    assert leftovers(sr_run) == []
