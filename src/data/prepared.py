@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from src.data.labels import CLASS_NAMES
+
 PREPARED = Path("data/prepared")
 _DIGEST_BLOCK = 1 << 20
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -76,11 +78,30 @@ def open_split(split_dir: Path | str, keys: tuple[str, ...]) -> dict[str, np.nda
     return out
 
 
+def check_labels(values: np.ndarray, path: Path | str, first_row: int = 0) -> None:
+    """ValueError naming `path` and the first slice whose labels fall outside the classes 0..len(CLASS_NAMES) - 1.
+
+    values: (N, H, W) or one slice (H, W) of a `*labels` array, rows numbered from `first_row`. An out-of-range
+    label would crash a loss deep in torch, or, in the Dice counts (one flat bincount over slice * C + class),
+    silently move counts from one slice into the next."""
+    values = np.asarray(values)
+    if values.dtype.kind not in "iu":
+        raise ValueError(f"{path}: labels must be integers, got {values.dtype} (re-run `dvc repro prepare`)")
+    per_slice = values.reshape(len(values), -1) if values.ndim == 3 else values.reshape(1, -1)
+    bad = (per_slice < 0).any(axis=1) | (per_slice >= len(CLASS_NAMES)).any(axis=1)
+    if bad.any():
+        row = int(np.argmax(bad))
+        wrong = per_slice[row][(per_slice[row] < 0) | (per_slice[row] >= len(CLASS_NAMES))]
+        raise ValueError(f"{path}: slice {first_row + row} has label {int(wrong[0])}, outside the classes "
+                         f"0..{len(CLASS_NAMES) - 1} ({', '.join(CLASS_NAMES)}); re-run `dvc repro prepare`")
+
+
 def load_split(split_dir: Path | str, keys: tuple[str, ...], rows: np.ndarray | None = None) -> dict[str, torch.Tensor]:
     """Load `keys` of one split (only `rows` of it, when given) into RAM. Images come back float32
     (N, 1, H, W), keys ending in "labels" int64 (N, H, W).
 
-    Raises what `open_split` raises, and ValueError naming the file and key for NaN or Inf.
+    Raises what `open_split` raises, and ValueError naming the file and key for NaN or Inf, or the file and
+    slice for a label outside the classes (`check_labels`).
     """
     split_dir = Path(split_dir)
     out = {}
@@ -88,6 +109,7 @@ def load_split(split_dir: Path | str, keys: tuple[str, ...], rows: np.ndarray | 
         if rows is not None:
             array = array[rows]  # from the memory map: only these rows are read
         if key.endswith("labels"):
+            check_labels(array, split_dir / f"{key}.npy")
             out[key] = torch.from_numpy(array.astype(np.int64))
         else:
             array = np.array(array, dtype=np.float32)  # a writable copy: torch warns on read-only memory

@@ -23,6 +23,13 @@ def dice_counts(pred_labels: torch.Tensor, true_labels: torch.Tensor, n_classes:
     n = pred_labels.shape[0]
     pred = pred_labels.reshape(n, -1).long()
     true = true_labels.reshape(n, -1).long()
+    # The bins below are slice * C + class: a value outside [0, C) would count in another slice's bin, silently.
+    for name, labels in (("predicted", pred), ("true", true)):
+        outside = ((labels < 0) | (labels >= n_classes)).any(dim=1)
+        if outside.any():
+            row = int(outside.nonzero()[0])
+            raise ValueError(f"{name} labels of slice {row} fall outside the {n_classes} classes "
+                             f"(values {sorted(set(labels[row].tolist()) - set(range(n_classes)))})")
     offset = torch.arange(n)[:, None] * n_classes  # one bincount for all slices: bin = slice * C + class
 
     def count(labels: torch.Tensor) -> np.ndarray:

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from src.config import ConfigError
-from src.data.prepared import load_split, open_split
+from src.data.prepared import check_labels, load_split, open_split
 from src.training.distributed import Distributed
 
 MONITORING_SLICES = 64
@@ -59,6 +59,8 @@ class SliceCrops(Dataset):
             # Read lazily, so checked here: one slice costs microseconds, a whole cohort up front would not.
             if values.dtype.kind == "f" and not np.isfinite(values).all():
                 raise ValueError(f"{self.files[key]}: slice {row} contains NaN or Inf (re-run `dvc repro prepare`)")
+            if key.endswith("labels"):
+                check_labels(values, self.files[key], row)
         return self.crop(slices, np.random.default_rng([self.seed, epoch, i]))
 
 
