@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from typing import Any, Callable
 
 from src.config import ConfigError, Params, load_params
@@ -20,6 +22,16 @@ log = logging.getLogger("stage")
 # Failures a user can act on: each carries a message naming the file, key or stage. Anything
 # else (a shape mismatch, an out-of-memory error, a bug) keeps its traceback.
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, ValueError)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: the signal of `docker stop`, Slurm and CI time limits, `timeout`, and a dying parent's
+    PR_SET_PDEATHSIG (src/training/lock.py). Raised as a KeyboardInterrupt so that every clean-up written for
+    Ctrl-C (staging folders removed, a fresh run's set-aside logs put back) runs for it too."""
+
+
+def _terminate(signum: int, frame) -> None:
+    raise Terminated
 
 
 def run_stage(name: str, description: str, recipe: Callable[..., Any], argv: list[str] | None = None,
@@ -42,14 +54,25 @@ def run_stage(name: str, description: str, recipe: Callable[..., Any], argv: lis
     args = parser.parse_args(argv)
     extra = {key: value for key, value in vars(args).items() if key != "params"}
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Signal handlers can only be set from the main thread (a stage's main called from a worker thread keeps
+    # Python's default: SIGTERM then ends the process without clean-up).
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         summary = recipe(load_params(args.params) if reads_params else None, **extra)
     except (*EXPECTED_ERRORS, *expected) as err:
         print(f"error: {name}: {err}", file=sys.stderr)
         return 1
+    except Terminated:  # as Ctrl-C, with the shell's exit code for SIGTERM (128 + 15)
+        print(f"error: {name}: terminated (SIGTERM); outputs are as their last complete write left them",
+              file=sys.stderr)
+        return 143
     except KeyboardInterrupt:  # Ctrl-C: every output is as its last complete (atomic) write left it
         print(f"error: {name}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if isinstance(summary, dict):
         for key, value in summary.items():
             log.info("%s: %s = %s", name, key, f"{value:.4f}" if isinstance(value, float) else value)

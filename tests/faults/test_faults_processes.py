@@ -155,6 +155,17 @@ def test_ctrl_c_before_the_first_checkpoint_of_a_fresh_run_keeps_the_previous_ru
     assert snapshot(sr_run, *keep) == before and leftovers(sr_run) == []
 
 
+def test_sigterm_before_the_first_checkpoint_of_a_fresh_run_keeps_the_previous_run(sr_run):
+    # docker stop, Slurm and CI time limits and `timeout` send SIGTERM: cleaned up like Ctrl-C, exit 128 + 15.
+    keep = (str(SR_OUT / "checkpoint/last.pt"), str(SR_OUT / "live"), str(SR_OUT / "g_gan.pt"))
+    before = snapshot(sr_run, *keep)
+    proc, out = _fresh_run_interrupted(sr_run, signal.SIGTERM)
+    assert proc.returncode == 143, out[-3000:]
+    assert "error: train_sr: terminated (SIGTERM)" in out, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    assert snapshot(sr_run, *keep) == before and leftovers(sr_run) == []
+
+
 def test_kill_9_before_the_first_checkpoint_of_a_fresh_run_loses_nothing(sr_run, capsys):
     """A fresh run killed before its first checkpoint: the previous run's checkpoint stays, its logs are set aside
     (not deleted) and are put back by the next start, here one that then stops on a lowered step count."""
@@ -172,3 +183,29 @@ def test_kill_9_before_the_first_checkpoint_of_a_fresh_run_loses_nothing(sr_run,
     assert train_sr.main(["--params", "params.yaml"]) == 1  # stops on the step count, after recovering the logs
     assert "step 30" in last_line(capsys.readouterr().err)
     assert snapshot(sr_run, *keep) == before and leftovers(sr_run) == []
+
+
+def test_sigterm_inside_a_staged_output_removes_the_staging_folder_and_keeps_the_old_output(tmp_path, monkeypatch,
+                                                                                             capsys):
+    # The evaluation stages write their folders through src.atomic.staged_dir: a SIGTERM half-way must leave
+    # the previous folder as it was and no staging folder beside it.
+    from src.atomic import staged_dir
+    from src.stage import run_stage
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "pipeline/evaluate_sr"
+    out.mkdir(parents=True)
+    (out / "part.json").write_text("previous\n")
+
+    def recipe(params):
+        with staged_dir(out) as staging:
+            (staging / "part.json").write_text("half")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises at the next bytecode: never reached
+        return {}
+
+    assert run_stage("evaluate_sr", "test", recipe, [], reads_params=False) == 143
+    assert "error: evaluate_sr: terminated (SIGTERM)" in last_line(capsys.readouterr().err)
+    assert (out / "part.json").read_text() == "previous\n"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["evaluate_sr"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the stage restores the handler it replaced
