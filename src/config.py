@@ -191,7 +191,8 @@ class SRTrainConfig:
     warmup_steps: NonNegInt  # linear lr warm-up of the PSNR phase, then cosine decay
     gan_steps: NonNegInt
     lr_psnr: PosFloat
-    lr_gan: PosFloat
+    lr_gan: PosFloat  # G's lr in the GAN phase
+    lr_d: PosFloat    # D's own lr (two time-scale update rule, Heusel et al. 2017)
     betas: Betas
     lambda_pixel: NonNegFloat
     lambda_percep: NonNegFloat

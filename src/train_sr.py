@@ -110,7 +110,7 @@ def train(params: Params, out: Path = OUT) -> dict[str, float]:
     g_psnr = copy.deepcopy(g).requires_grad_(False)
     opt_psnr = torch.optim.Adam(g.parameters(), lr=cfg.lr_psnr, betas=cfg.betas)
     optimizers = SROptimizers(g=torch.optim.Adam(g.parameters(), lr=cfg.lr_gan, betas=cfg.betas),
-                              d=torch.optim.Adam(d.parameters(), lr=cfg.lr_gan, betas=cfg.betas))
+                              d=torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=cfg.betas))
     sched_psnr = torch.optim.lr_scheduler.LambdaLR(opt_psnr, warmup_cosine(cfg.warmup_steps, cfg.psnr_steps))
     seed_rank_streams(params.seed, dist.rank)  # each rank's own augmentation and instance-noise draws
     # The unwrapped networks: a checkpoint has the same names with or without DDP.

@@ -134,3 +134,16 @@ def test_bad_input_exits_nonzero_naming_the_file(tmp_path):
     assert proc.returncode == 1
     assert "data/prepared/sr/train/lr.npy" in out and "error:" in out
     assert not (root / "pipeline/train_sr/g_psnr.pt").exists()
+
+
+def test_d_trains_at_its_own_learning_rate(tmp_path):
+    """train.sr.lr_d is D's Adam lr (TTUR), lr_gan G's: the checkpointed optimisers hold each."""
+    from src.training.checkpoint import load_checkpoint
+    root = make_tree(tmp_path, psnr_steps=4, gan_steps=2)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["sr"].update(lr_gan=2.0e-4, lr_d=3.0e-3)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    finish(run_stage(root))
+    optimizers = load_checkpoint(root / "pipeline/train_sr/checkpoint/last.pt")["state"]["optimizers"]
+    assert [group["lr"] for group in optimizers["d"]["param_groups"]] == [3.0e-3]
+    assert [group["lr"] for group in optimizers["g_gan"]["param_groups"]] == [2.0e-4]

@@ -86,43 +86,53 @@ def psnr_step(nets: SRNets, optimizer: torch.optim.Optimizer, batch: SRBatch, ru
     return {"g/pixel": loss.item()}
 
 
-def gan_step(nets: SRNets, optimizers: SROptimizers, critics: SRCritics, batch: SRBatch, settings: SRGanSettings,
-             runtime: Runtime, *, instance_noise: float, ema_decay: float) -> dict[str, float]:
-    """Phase 2: D step on real HR and detached SR, then G step on L1 + VGG + adversarial.
+def d_step(d: nn.Module, optimizer: torch.optim.Optimizer, hr_img: torch.Tensor, sr_img: torch.Tensor,
+           settings: SRGanSettings, runtime: Runtime, *, instance_noise: float) -> dict[str, float]:
+    """The GAN phase's D update: real HR against the (detached) SR images, one D call through the choke point.
 
-    G runs once; D's update sees `sr_img.detach()` so it cannot flow into G, and scores
-    real and fake in one call. Terms with a zero weight are not computed. R1 (Mescheder et
-    al. 2018) uses the same D forward as the adversarial real term, with gradients taken
-    w.r.t. the un-augmented real image; with R1 on, the D step runs in fp32, since a
-    gradient penalty is a second-order quantity that bf16 rounds away.
+    hr_img, sr_img: (N, 1, H, W) in [-1, 1]; `sr_img` must not carry G's graph (D's update
+    must not flow into G). R1 (Mescheder et al. 2018) uses the same D forward as the real
+    term, with gradients w.r.t. the un-augmented real image; with R1 on the step runs in
+    fp32, since a gradient penalty is a second-order quantity that bf16 rounds away.
+    Returns d/adv, d/real_score, d/fake_score, d/real_sign and, with R1, d/r1.
     """
     s = settings
-    d_loss_fn, g_loss_fn = D_LOSSES[s.gan_loss], G_LOSSES[s.gan_loss]
-    lr_img, naive_img, hr_img = batch.lr_img, batch.naive_img, batch.hr_img
     stats: dict[str, float] = {}
-    with runtime.autocast():
-        sr_img = nets.g(lr_img, naive_img)
-
-    # D step
     real_in = hr_img.detach().requires_grad_(s.r1_gamma > 0)
     with runtime.autocast(enabled=s.r1_gamma == 0):
-        real_logits, fake_logits = discriminate_pair(nets.d, real_in, sr_img.detach(), s.policy, instance_noise)
+        real_logits, fake_logits = discriminate_pair(d, real_in, sr_img, s.policy, instance_noise)
     real_logits, fake_logits = real_logits.float(), fake_logits.float()
-    d_adv = d_loss_fn(real_logits, fake_logits, label_smoothing=s.label_smoothing)
+    d_adv = D_LOSSES[s.gan_loss](real_logits, fake_logits, label_smoothing=s.label_smoothing)
     d_total = d_adv
     if s.r1_gamma > 0:
         d_r1 = r1_penalty(real_logits, real_in)
         d_total = d_total + 0.5 * s.r1_gamma * d_r1
         stats["d/r1"] = d_r1.item()
-    optimizers.d.zero_grad(set_to_none=True)
+    optimizer.zero_grad(set_to_none=True)
     d_total.backward()
-    optimizers.d.step()
+    optimizer.step()
     stats.update({
         "d/adv": d_adv.item(),
         "d/real_score": real_logits.mean().item(),
         "d/fake_score": fake_logits.mean().item(),
         "d/real_sign": real_sign(real_logits.detach(), s.gan_loss),
     })
+    return stats
+
+
+def gan_step(nets: SRNets, optimizers: SROptimizers, critics: SRCritics, batch: SRBatch, settings: SRGanSettings,
+             runtime: Runtime, *, instance_noise: float, ema_decay: float) -> dict[str, float]:
+    """Phase 2: `d_step` on real HR and detached SR, then G step on L1 + VGG + adversarial.
+
+    G runs once; D's update sees `sr_img.detach()` so it cannot flow into G, and scores
+    real and fake in one call. Terms with a zero weight are not computed.
+    """
+    s = settings
+    g_loss_fn = G_LOSSES[s.gan_loss]
+    lr_img, naive_img, hr_img = batch.lr_img, batch.naive_img, batch.hr_img
+    with runtime.autocast():
+        sr_img = nets.g(lr_img, naive_img)
+    stats = d_step(nets.d, optimizers.d, hr_img, sr_img.detach(), s, runtime, instance_noise=instance_noise)
 
     # G step. D is called unwrapped: it is not updated here, and a DDP forward whose
     # parameters get no gradient would leave DDP waiting for them.

@@ -1,0 +1,209 @@
+"""SR GAN-phase screen: the GAN phase of train_sr run in-process from the cached PSNR model, scored on val.
+
+Each run starts from the PSNR model of benchmarks/sr_discriminator.py (phase 1 of train_sr,
+trained once and cached under /tmp) and runs the stage's own GAN step (`sr_steps.gan_step`,
+the stage's D builder, optimisers, EMA warm-up, instance-noise schedule and batch stream at
+the GAN phase's steps) with params.yaml plus overrides. Recorded per run:
+
+- D in the game: d/adv per 64 steps, and D's val accuracy and AUC (crops as in
+  benchmarks/sr_discriminator.py: HR vs the current G(LR crop), no augmentation) every
+  `EVAL_EVERY` steps, with 95 % bootstrap intervals over val slices. Chance is 2 ln 2 = 1.386
+  for the nonsaturating d/adv, 0.5 for accuracy and AUC.
+- the EMA generator against the PSNR model on whole val slices: PSNR (border crop = scale,
+  data range 2) and SWD (x1e3, evaluate's settings), the paired GAN - PSNR-model PSNR
+  difference and the GAN/PSNR-model SWD ratio, with paired 95 % bootstrap intervals
+  (benchmarks/sr_ablation.score).
+
+A run's overrides may hold the benchmark-only key `d_warmup`: that many D-only steps (`d_step`
+against the frozen PSNR model, on the batches just before the GAN phase) before the game
+starts, as BasicSR's `net_d_init_iters`.
+
+    python -m benchmarks.sr_gan_screen RUN [RUN ...]
+    python -m benchmarks.sr_gan_screen --table
+
+Run with OMP_NUM_THREADS=1: wall times are one thread on a shared 2-core machine. Val only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from benchmarks.sr_ablation import override, score
+from benchmarks.sr_discriminator import crop_scores, interval, machine, psnr_model, separation, val_crops
+from src.config import params_from_dict
+from src.data.prepared import PREPARED, load_meta, load_split, open_split
+from src.data.subset import train_subset
+from src.metrics.bootstrap import percentile_interval, resample_indices
+from src.metrics.image_quality import psnr
+from src.models.highpass import gaussian_highpass
+from src.models.srresnet import SRResNet
+from src.pretrained import perceptual_loss
+from src.train_sr import discriminator
+from src.training.checkpoint import load_weights, save_weights
+from src.training.data import BatchStream, SliceCrops, paired_crop
+from src.training.distributed import SINGLE
+from src.training.inference import predict
+from src.training.runtime import make_runtime
+from src.training.sr_steps import (SRBatch, SRCritics, SRGanSettings, SRNets, SROptimizers, ema_decay_at,
+                                   d_step, gan_step)
+
+RESULTS = Path("benchmarks/sr_gan_screen.json")
+SR_DATA = PREPARED / "sr"
+EVAL_EVERY = 80
+SCREEN = {"train.sr.gan_steps": 320}   # screening budget: half the GAN phase
+OLD_D = {"train.sr.diffaugment": "color,translation,cutout", "train.sr.lr_d": 4.0e-4}   # the D before this screen
+NEW_D = {"train.sr.diffaugment": "color", "train.sr.lr_d": 4.0e-4}   # translation and cutout fill with -1: false edges
+RUNS: dict[str, dict] = {
+    "old_d_320": {**SCREEN, **OLD_D},
+    "new_d_320": {**SCREEN, **NEW_D},
+    # TTUR: G slower than D (BasicSR's GAN-stage lr is 1e-4)
+    "new_d_lr_gan1e-4_320": {**SCREEN, **NEW_D, "train.sr.lr_gan": 1.0e-4},
+    "new_d_lr_gan1e-4_lr_d1e-3_320": {**SCREEN, **NEW_D, "train.sr.lr_gan": 1.0e-4, "train.sr.lr_d": 1.0e-3},
+    "new_d_lr_gan1e-4_lr_d1e-3_r1_320": {**SCREEN, **NEW_D, "train.sr.lr_gan": 1.0e-4, "train.sr.lr_d": 1.0e-3,
+                                         "train.sr.r1_gamma": 1.0},
+    "new_d_lr_gan1e-4_lr_d1e-3_adv5e-3_320": {**SCREEN, **NEW_D, "train.sr.lr_gan": 1.0e-4, "train.sr.lr_d": 1.0e-3,
+                                              "train.sr.lambda_adv": 5.0e-3},
+    "new_d_adv5e-2_320": {**SCREEN, **NEW_D, "train.sr.lambda_adv": 5.0e-2},
+    # D-only warm-up steps against the PSNR model before the game (benchmark-only key d_warmup)
+    "new_d_warmup160_320": {**SCREEN, **NEW_D, "d_warmup": 160},
+    "new_d_no_adv_320": {**SCREEN, **NEW_D, "train.sr.lambda_adv": 0.0},
+    "defaults": {},
+}
+
+
+def d_in_game(d, g, scale, crop, seed) -> dict:
+    """D's val separation against the current G, and how far G's detail energy is from HR's (fake/real high-pass RMS)."""
+    hr_val, sr_val, owner = val_crops(g, scale, crop)
+    result = separation(crop_scores(d, hr_val), crop_scores(d, sr_val), owner, 0.0, seed)
+    d.train()   # crop_scores puts D in eval mode (no power iteration): back to training
+    hf_rms = lambda x: gaussian_highpass(x, 1.0).flatten(1).square().mean(1).sqrt().numpy()  # noqa: E731
+    result["fake_over_real_highpass_rms"] = round(float(hf_rms(sr_val).mean() / hf_rms(hr_val).mean()), 4)
+    return result
+
+
+def run(name: str, overrides: dict) -> dict:
+    overrides = dict(overrides)
+    d_warmup = overrides.pop("d_warmup", 0)
+    raw = override(yaml.safe_load(Path("params.yaml").read_text()), overrides)
+    params = params_from_dict(raw)
+    cfg = params.train.sr
+    if cfg.gan_loss == "lsgan":
+        raise ValueError("the in-game accuracy uses the decision boundary 0: nonsaturating or hinge only")
+    meta = load_meta(SR_DATA / "meta.json")
+    scale, degradation = int(meta["scale"]), meta["degradation"]
+    g_path = psnr_model(raw)
+    runtime = make_runtime("cpu", False)
+    torch.manual_seed(params.seed)
+    g = SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks, data_consistency=cfg.data_consistency)
+    g.load_state_dict(load_weights(g_path)["state_dict"])
+    d = discriminator(cfg)
+    nets = SRNets(g=g, g_ema=copy.deepcopy(g).requires_grad_(False), d=d)
+    optimizers = SROptimizers(g=torch.optim.Adam(g.parameters(), lr=cfg.lr_gan, betas=cfg.betas),
+                              d=torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=cfg.betas))
+    settings = SRGanSettings(gan_loss=cfg.gan_loss, policy=cfg.diffaugment, lambda_pixel=cfg.lambda_pixel,
+                             lambda_percep=cfg.lambda_percep, lambda_adv=cfg.lambda_adv, r1_gamma=cfg.r1_gamma,
+                             label_smoothing=cfg.label_smoothing)
+    perceptual, backbone = perceptual_loss("pipeline/weights", cfg.vgg_layers, "The SR perceptual loss")
+    critics = SRCritics(perceptual if cfg.lambda_percep > 0 else None, settings)
+    data = open_split(SR_DATA / "train", ("lr", "naive", "hr"))
+    subset = train_subset(len(data["hr"]), params.data.train_fraction, params.seed)
+    stream = BatchStream(SliceCrops(data, paired_crop(scale, cfg.crop_size), params.seed, subset), cfg.batch_size,
+                         SINGLE, params.seed, 0, "train.sr.batch_size")
+    log, d_val = [], {}
+    start = time.perf_counter()
+    # Benchmark-only D warm-up (BasicSR's net_d_init_iters): D-only steps against the PSNR model first.
+    for i in range(d_warmup):
+        lr_img, naive_img, hr_img = stream.batch(cfg.psnr_steps - d_warmup + i)
+        with torch.no_grad():
+            sr_img = g(lr_img, naive_img)
+        d_step(d, optimizers.d, hr_img, sr_img, settings, runtime, instance_noise=0.0)
+    if d_warmup:
+        d_val[0] = d_in_game(d, g, scale, cfg.crop_size, params.seed)
+        print(f"  {name} after {d_warmup} D-only steps: D val auc {interval(d_val[0]['auc'])}", flush=True)
+    for i in range(cfg.gan_steps):
+        batch = SRBatch(*stream.batch(cfg.psnr_steps + i))
+        noise = cfg.instance_noise * max(0.0, 1.0 - i / max(1, cfg.gan_steps))
+        log.append(gan_step(nets, optimizers, critics, batch, settings, runtime, instance_noise=noise,
+                            ema_decay=ema_decay_at(i, cfg.ema_decay)))
+        if (i + 1) % EVAL_EVERY == 0:
+            d_val[i + 1] = d_in_game(d, g, scale, cfg.crop_size, params.seed)
+            print(f"  {name} step {i + 1}: d/adv {np.mean([s['d/adv'] for s in log[-64:]]):.3f} "
+                  f"D val auc {interval(d_val[i + 1]['auc'])} fake/real HF RMS "
+                  f"{d_val[i + 1]['fake_over_real_highpass_rms']}", flush=True)
+    wall = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix=f"sr_gan_screen_{name}_") as tmp:
+        model_meta = {"scale": scale, "degradation": degradation, "channels": cfg.g_channels, "blocks": cfg.g_blocks,
+                      "data_consistency": cfg.data_consistency}
+        save_weights(Path(tmp) / "g_psnr.pt", load_sr_generator_module(g_path, g), model_meta)
+        save_weights(Path(tmp) / "g_gan.pt", nets.g_ema, model_meta)
+        val = score(Path(tmp), "val", params.seed, runtime)
+    val["gan_minus_psnr_model_db"] = paired_psnr_difference(nets.g_ema, g_path, g, scale, params.seed, runtime)
+    return {"name": name, "overrides": {**overrides, "d_warmup": d_warmup}, "gan_steps": cfg.gan_steps, "psnr_model": str(g_path),
+            "perceptual_backbone": backbone, "wall_s": round(wall, 1), "machine": machine(),
+            "d_adv_per_64_steps": [round(float(np.mean([s["d/adv"] for s in log[k:k + 64]])), 3)
+                                   for k in range(0, len(log), 64)],
+            "d_val_during_gan_phase": d_val, "val": val}
+
+
+def load_sr_generator_module(path: Path, like: torch.nn.Module) -> torch.nn.Module:
+    net = copy.deepcopy(like)
+    net.load_state_dict(load_weights(path)["state_dict"])
+    return net
+
+
+def paired_psnr_difference(g_ema, g_path, like, scale, seed, runtime) -> dict:
+    """PSNR(EMA GAN) - PSNR(PSNR model) on whole val slices, 95 % paired bootstrap interval over slices."""
+    data = load_split(SR_DATA / "val", ("lr", "hr"))
+    g_psnr = load_sr_generator_module(g_path, like)
+    per_slice = [psnr(predict(net, data["lr"], runtime).clamp(-1, 1), data["hr"], data_range=2.0,
+                      crop_border=scale).numpy() for net in (g_ema, g_psnr)]
+    diff = per_slice[0] - per_slice[1]
+    low, high = percentile_interval(diff[resample_indices(len(diff), 1000, seed)].mean(1))
+    return {"value": round(float(diff.mean()), 4), "ci95": [round(low, 4), round(high, 4)]}
+
+
+def load_results() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def print_table(results: dict) -> None:
+    header = (f"{'run':26} {'D val AUC at end':>22} {'d/adv last 64':>13} {'GAN - PSNR model dB':>24} "
+              f"{'GAN/PSNR-model SWD':>22} {'wall s':>7}")
+    print(header)
+    print("-" * len(header))
+    for r in results.values():
+        last = r["d_val_during_gan_phase"][max(r["d_val_during_gan_phase"], key=int)]
+        print(f"{r['name']:26} {interval(last['auc']):>22} {r['d_adv_per_64_steps'][-1]:>13.3f} "
+              f"{interval(r['val']['gan_minus_psnr_model_db']):>24} "
+              f"{interval(r['val']['gan_swd_over_psnr_model_swd']):>22} {r['wall_s']:>7}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="*", help=f"named runs: {', '.join(RUNS)}")
+    parser.add_argument("--name", help="name of an ad-hoc run given by --set")
+    parser.add_argument("--set", action="append", default=[], help="dotted.key=value (YAML value) for --name")
+    parser.add_argument("--table", action="store_true", help="only print the recorded table")
+    args = parser.parse_args()
+    todo = {name: RUNS[name] for name in args.runs}
+    if args.name:
+        todo[args.name] = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    for name, overrides in ({} if args.table else todo).items():
+        result = run(name, overrides)
+        results = load_results()
+        results[name] = result
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print_table(load_results())
+
+
+if __name__ == "__main__":
+    main()
