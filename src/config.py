@@ -162,6 +162,10 @@ class SegmenterConfig:
     crop_size: PosInt
     lr: PosFloat
     weight_decay: NonNegFloat
+    # true: train_segmenter trains on SynthSeg-style images drawn from the sim labels every batch
+    # (ranges below), not on the sim rendering: a contrast-agnostic U-Net for the semantic term.
+    randomize: Bool
+    randomization: RandomizationConfig
 
     @model_validator(mode="after")
     def _check(self) -> SegmenterConfig:
@@ -222,11 +226,14 @@ class CycleGANTrainConfig:
     g_blocks: PosInt
     g_channels: PosInt
     residual: Bool
+    intensity_hidden: NonNegInt  # > 0: pointwise intensity branch of this width beside the refiner's residual
+    intensity_lr: PosFloat       # Adam lr of that branch (the rest of G and D: lr)
     reconstruction_beta: NonNegFloat  # cycle/identity loss: Huber with this beta; 0 = plain L1
     d_channels: PosInt
     d_layers: PosInt
     steps: PosInt
     decay_start: NonNegInt
+    cycle_warmup_steps: NonNegInt  # lambda_cycle ramps linearly from 0 over these steps; 0 = full weight from the start
     lr: PosFloat
     betas: Betas
     gan_loss: GanLoss
@@ -244,6 +251,10 @@ class CycleGANTrainConfig:
         _require(self.crop_size % 4 == 0, "crop_size", f"must be divisible by 4 (two down-samplings), got {self.crop_size}")
         _require(self.decay_start <= self.steps, "decay_start",
                  f"must be in [0, train.cyclegan.steps = {self.steps}], got {self.decay_start}")
+        _require(self.cycle_warmup_steps <= self.steps, "cycle_warmup_steps",
+                 f"must be in [0, train.cyclegan.steps = {self.steps}], got {self.cycle_warmup_steps}")
+        _require(self.intensity_hidden == 0 or self.residual, "intensity_hidden",
+                 f"needs the refiner (train.cyclegan.residual: true), got {self.intensity_hidden} with residual false")
         return self
 
 

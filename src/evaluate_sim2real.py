@@ -55,7 +55,7 @@ def score_sim2real(params: Params) -> dict:
     seed_everything(params.seed)
     runtime, train_runtime = make_runtime(ev.device, amp=False), make_runtime(ev.device, params.train.amp)
     # Fail fast on a missing or mismatched model or part before minutes of segmenter training.
-    translators = {source: runtime.place(load_translator(path)) for source, path in TRANSLATORS.items()}
+    translators = {source: runtime.place(load_translator(path, source)) for source, path in TRANSLATORS.items()}
     meta = load_meta(SIM2REAL / "meta.json")
     class_names = list(meta["class_names"])
     baselines_info = _read_baselines(params, class_names)

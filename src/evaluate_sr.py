@@ -50,7 +50,8 @@ def score_sr(params: Params) -> dict:
     runtime = make_runtime(ev.device, amp=False)  # metrics in fp32, whatever the hardware's bf16
     sr_meta = load_meta(SR_DATA / "meta.json")
     scale, degradation = int(sr_meta["scale"]), sr_meta["degradation"]
-    g_psnr, g_gan = (runtime.place(load_sr_generator(p, scale, degradation)) for p in (G_PSNR, G_GAN))
+    g_psnr, g_gan = (runtime.place(load_sr_generator(path, scale, degradation, phase))
+                     for path, phase in ((G_PSNR, "psnr"), (G_GAN, "gan")))
     sr_test = load_split(SR_DATA / "test", ("lr", "hr", "naive"))
     sr_val = load_split(SR_DATA / "val", ("lr", "hr"))  # calibrates the uncertainty maps, never scored
     lr_img, hr_img = sr_test["lr"], sr_test["hr"]

@@ -13,6 +13,7 @@ g_sim2real.pt, g_real2sim.pt, config.json, checkpoint/last.pt (full state for re
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -50,9 +51,38 @@ def linear_decay(steps: int, decay_start: int):
     return lambda step: 1.0 - max(0, step - decay_start) / max(1, steps - decay_start)
 
 
-def train(params: Params, source: str = "classical") -> dict[str, float]:
+def cycle_ramp(warmup_steps: int):
+    """Weight factor of the cycle loss: 0 at step 0, linear to 1 at `warmup_steps` (0: always 1).
+
+    Both refiners start at the identity, where the cycle loss is already ~0 and plain L1 charges
+    lambda_cycle * |move| for any move at once: the adversarial gradient alone cannot leave the
+    start. Ramping the weight lets g_sim2real first move towards the real contrast, and the cycle
+    term then ties g_real2sim to it.
+    """
+    return lambda step: 1.0 if warmup_steps == 0 else min(1.0, step / warmup_steps)
+
+
+def generator_param_groups(generators: list[ResnetGenerator], lr: float, intensity_lr: float) -> list[dict]:
+    """Adam groups: the generators at `lr`, their intensity branches (if any) at `intensity_lr`.
+
+    The branch is a few hundred weights whose output must travel ~1.0 (a tissue's whole intensity
+    swing), and Adam moves each weight by at most its lr a step. Measured on val (300 steps,
+    benchmarks/sim2real_translator_ablation.json): at 2e-4 the branch moves little but the
+    model is clearly better with it than without; at 3e-3 it moved monotonically (with D's colour
+    augmentation) or ran away to an all-background image (without): the default stays at `lr`.
+    """
+    branch = [p for g in generators if g.intensity is not None for p in g.intensity.parameters()]
+    in_branch = {id(p) for p in branch}
+    rest = [p for g in generators for p in g.parameters() if id(p) not in in_branch]
+    return [{"params": rest, "lr": lr}] + ([{"params": branch, "lr": intensity_lr}] if branch else [])
+
+
+def train(params: Params, source: str = "classical", out: Path | None = None,
+          segmenter_file: Path = SEGMENTER_FILE) -> dict[str, float]:
+    """The stage's recipe; `out` (default pipeline/train_cyclegan/<source>) and `segmenter_file`
+    let benchmarks train variants in a scratch folder with another frozen segmenter."""
     cfg, train_cfg = params.train.cyclegan, params.train
-    out = OUT_ROOT / source
+    out = OUT_ROOT / source if out is None else out
     dist = from_environment(train_cfg.device)
     seed_everything(params.seed)  # the same initial weights on every rank
     runtime = make_runtime(train_cfg.device, train_cfg.amp, dist.local_rank)
@@ -86,19 +116,22 @@ def train(params: Params, source: str = "classical") -> dict[str, float]:
         perceptual, vgg_backbone = perceptual_loss("pipeline/weights", cfg.vgg_layers, "The CycleGAN content loss")
         perceptual = runtime.place(perceptual)
     # One frozen segmenter: the semantic loss, the sample overlays and the val Dice.
-    segmenter, segmenter_meta = load_segmenter(SEGMENTER_FILE)
+    segmenter, segmenter_meta = load_segmenter(segmenter_file)
     segmenter = runtime.place(segmenter)
     networks = CycleGANNets(  # built in this order from the seed: g_sim2real, g_real2sim, d_real, d_sim
-        *(runtime.place(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks, cfg.residual)) for _ in range(2)),
+        *(runtime.place(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks, cfg.residual, cfg.intensity_hidden))
+          for _ in range(2)),
         *(runtime.place(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm))
           for _ in range(2)))
     nets = CycleGANNets(**{name: dist.wrap(net, runtime.device) for name, net in vars(networks).items()})
     optimizers = CycleGANOptimizers(
-        g=torch.optim.Adam([*nets.g_sim2real.parameters(), *nets.g_real2sim.parameters()], cfg.lr, betas=cfg.betas),
+        g=torch.optim.Adam(generator_param_groups([networks.g_sim2real, networks.g_real2sim], cfg.lr, cfg.intensity_lr),
+                           cfg.lr, betas=cfg.betas),
         d=torch.optim.Adam([*nets.d_real.parameters(), *nets.d_sim.parameters()], cfg.lr, betas=cfg.betas))
     critics = CycleGANCritics(ImagePool(cfg.pool_size, torch.Generator().manual_seed(params.seed + 1)),
                               ImagePool(cfg.pool_size, torch.Generator().manual_seed(params.seed + 2)),
                               perceptual, segmenter, settings)
+    cycle_weight = cycle_ramp(cfg.cycle_warmup_steps)
     schedulers = {name: torch.optim.lr_scheduler.LambdaLR(opt, linear_decay(cfg.steps, cfg.decay_start))
                   for name, opt in (("g", optimizers.g), ("d", optimizers.d))}
     seed_rank_streams(params.seed, dist.rank)  # each rank's own DiffAugment draws
@@ -109,7 +142,7 @@ def train(params: Params, source: str = "classical") -> dict[str, float]:
     run_fingerprint = fingerprint({k: v for k, v in as_dict(cfg).items() if k not in NOT_FINGERPRINTED},
                                   {k: getattr(train_cfg, k) for k in ("lambda_adv", "lambda_cycle", "lambda_identity",
                                                                       "lambda_percep", "lambda_semantic")},
-                                  params.seed, source, params.data.train_fraction, split_digest(SIM2REAL / "train"), sha256(SEGMENTER_FILE), vgg_backbone,
+                                  params.seed, source, params.data.train_fraction, split_digest(SIM2REAL / "train"), sha256(segmenter_file), vgg_backbone,
                                   runtime.amp, runtime.device.type)  # a change of precision or device starts fresh
 
     def sample():
@@ -123,7 +156,9 @@ def train(params: Params, source: str = "classical") -> dict[str, float]:
     def step_fn(step: int) -> dict[str, float]:
         (sim, sim_labels), (real,) = sim_stream.batch(step), real_stream.batch(step)
         batch = CycleGANBatch(runtime.batch(sim), sim_labels.to(runtime.device), runtime.batch(real))
-        stats = cyclegan_step(nets, optimizers, critics, batch, settings, runtime, dist)
+        now = replace(settings, lambda_cycle=settings.lambda_cycle * cycle_weight(step))
+        stats = cyclegan_step(nets, optimizers, critics, batch, now, runtime, dist)
+        stats["g/lambda_cycle"] = now.lambda_cycle
         for scheduler in schedulers.values():
             scheduler.step()
         return stats
@@ -138,8 +173,8 @@ def train(params: Params, source: str = "classical") -> dict[str, float]:
                                       desc=f"CycleGAN ({source})"), sample)
         if not dist.is_main:
             return {}
-        meta = {"channels": cfg.g_channels, "blocks": cfg.g_blocks, "residual": cfg.residual, "steps": cfg.steps,
-                "vgg_backbone": vgg_backbone, "input": source}
+        meta = {"channels": cfg.g_channels, "blocks": cfg.g_blocks, "residual": cfg.residual,
+                "intensity_hidden": cfg.intensity_hidden, "steps": cfg.steps, "vgg_backbone": vgg_backbone, "input": source}
         save_weights(out / "g_sim2real.pt", networks.g_sim2real, {**meta, "direction": "sim2real"})
         save_weights(out / "g_real2sim.pt", networks.g_real2sim, {**meta, "direction": "real2sim"})
         # Content check on validation slices: does the frozen segmenter still find the sim labels?

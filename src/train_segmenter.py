@@ -1,4 +1,4 @@
-"""DVC stage `train_segmenter`: U-Net on simulated slices, frozen afterwards for the CycleGAN's semantic loss."""
+"""DVC stage `train_segmenter`: U-Net on simulated (or randomised) slices, frozen afterwards for the CycleGAN's semantic loss."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from src.atomic import write_json
-from src.config import Params, as_dict
+from src.augment.randomization import randomized_images
+from src.config import Params, SegmenterConfig, as_dict
 from src.data.prepared import PREPARED, load_meta, open_split
 from src.models.segmenter import build_unet
 from src.pretrained import weight_file
@@ -17,7 +18,7 @@ from src.training.data import monitoring_slices
 from src.training.distributed import from_environment, shutdown
 from src.training.lock import LOCK_NAME, die_with_parent, output_lock
 from src.training.runtime import make_runtime, seed_everything
-from src.training.segmentation import dice_report, fit_segmenter, predict_labels
+from src.training.segmentation import Render, dice_report, fit_segmenter, predict_labels
 
 OUT = Path("pipeline/train_segmenter")
 WEIGHTS_DIR = Path("pipeline/weights")
@@ -28,6 +29,18 @@ def segmenter_meta(params: Params, n_classes: int, encoder_weights: str) -> dict
     cfg = params.segmenter
     return {"encoder": cfg.encoder, "encoder_depth": cfg.encoder_depth, "decoder_channels": list(cfg.decoder_channels),
             "n_classes": n_classes, "encoder_weights": encoder_weights}
+
+
+def training_render(cfg: SegmenterConfig, n_tissues: int) -> Render | None:
+    """segmenter.randomize: a fresh SynthSeg-style image from every batch's label crops; else None (the sim images).
+
+    Across contrasts (T2 sim, T1 real) a U-Net trained on the sim rendering rewards the CycleGAN
+    for keeping the T2 contrast; one trained on images of random tissue intensities judges the
+    anatomy only.
+    """
+    if not cfg.randomize:
+        return None
+    return lambda labels, draws: randomized_images(labels, n_tissues, cfg.randomization, draws)
 
 
 def train(params: Params) -> dict:
@@ -54,8 +67,11 @@ def fit_and_save(params: Params, dist) -> dict:
     model, encoder_weights = build_unet(cfg.encoder, cfg.encoder_depth, cfg.decoder_channels, len(class_names),
                                         str(encoder_file) if encoder_file else None)
     model = runtime.place(model)
+    render = training_render(cfg, len(class_names) - 1)
+    trained_on = "randomized images of the sim train labels" if render else "sim train slices"
     losses = fit_segmenter(model, train_data["sim"], train_data["sim_labels"], cfg, cfg.steps, params.seed, runtime,
-                           desc="segmenter (sim)", dist=dist, workers=params.train.num_workers,
+                           desc="segmenter (randomized)" if render else "segmenter (sim)", render=render,
+                           dist=dist, workers=params.train.num_workers,
                            files=(str(SIM2REAL / "train" / "sim.npy"), str(SIM2REAL / "train" / "sim_labels.npy")))
     if not dist.is_main:
         return {}
@@ -69,14 +85,15 @@ def fit_and_save(params: Params, dist) -> dict:
     metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
 
     save_weights(OUT / "segmenter.pt", model, {**segmenter_meta(params, len(class_names), encoder_weights),
-                                               "class_names": class_names, "trained_on": "sim train slices"})
+                                               "class_names": class_names, "trained_on": trained_on})
     write_json(OUT / "config.json", {"seed": params.seed, "segmenter": as_dict(cfg), "encoder_weights": encoder_weights})
     write_json(OUT / "metrics.json", metrics)
     return metrics
 
 
 DESCRIPTION = (
-    "Train the U-Net (segmentation-models-pytorch) on simulated slices and their tissue labels. Reads "
+    "Train the U-Net (segmentation-models-pytorch) on simulated slices and their tissue labels (with "
+    "segmenter.randomize: on SynthSeg-style images drawn from those labels, contrast-agnostic). Reads "
     "data/prepared/sim2real/{train,val}/ and meta.json, pipeline/weights/ (ResNet-18 encoder) and params.yaml "
     "(seed, segmenter). Writes pipeline/train_segmenter/segmenter.pt, config.json and metrics.json (validation "
     "Dice per class on sim and on real slices: the sim-to-real gap).")

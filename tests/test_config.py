@@ -144,6 +144,9 @@ RANGE_CASES = [
     ("data.lr_noise_std", -0.1),
     ("segmenter.encoder_depth", 6), ("segmenter.decoder_channels", [8, 8]), ("segmenter.steps", 0),
     ("segmenter.batch_size", 0), ("segmenter.crop_size", 60), ("segmenter.lr", 0.0),
+    ("segmenter.randomization.tissue_mean", [1.0, 0.0]), ("segmenter.randomization.bias_field_grid", 1),
+    ("segmenter.randomization.noise_std", [-0.1, 0.0]), ("train.cyclegan.cycle_warmup_steps", 10_000),
+    ("train.cyclegan.cycle_warmup_steps", -1),
     *[(f"train.{gan}.{name}", value) for gan in ("sr", "cyclegan") for name, value in [
         ("gan_loss", "wgan"), ("batch_size", 0), ("log_every", 0), ("sample_every", 0), ("checkpoint_every", 0),
         ("betas", [0.9, 1.0]), ("betas", [-0.1, 0.9]), ("vgg_layers", []), ("d_layers", 0), ("crop_size", 66),
@@ -153,7 +156,7 @@ RANGE_CASES = [
     ("train.sr.r1_gamma", -1.0), ("train.sr.instance_noise", -1.0), ("train.sr.label_smoothing", 0.5),
     ("train.sr.ema_decay", 1.0),
     ("train.cyclegan.steps", 0), ("train.cyclegan.decay_start", 10_000), ("train.cyclegan.decay_start", -1),
-    ("train.cyclegan.lr", 0.0), ("train.cyclegan.pool_size", -1),
+    ("train.cyclegan.lr", 0.0), ("train.cyclegan.pool_size", -1), ("train.cyclegan.intensity_hidden", -1),
     ("train.device", "gpu"), ("train.max_nan_retries", -1),
     *[(f"train.lambda_{name}", -1.0) for name in ("adv", "cycle", "identity", "percep", "semantic")],
     ("evaluate.device", "gpu"), ("evaluate.kid_subset_size", 1),
@@ -281,7 +284,8 @@ def test_every_param_refuses_wrong_types(key):
             params_from_dict(with_change(key, value))
 
 
-@pytest.mark.parametrize("section", [*RAW.keys() - {"seed"}, "data.sim", "train.sr", "train.cyclegan"])
+@pytest.mark.parametrize("section", [*RAW.keys() - {"seed"}, "data.sim", "train.sr", "train.cyclegan",
+                                     "segmenter.randomization"])
 def test_unknown_and_missing_keys_named_in_every_section(section):
     with pytest.raises(ConfigError, match="^" + re.escape(section) + r"\.extra: unknown key \(expected one of "):
         params_from_dict(with_change(f"{section}.extra", 1))
@@ -349,3 +353,13 @@ def test_load_params_names_the_file(tmp_path):
         load_params(bad)
     with pytest.raises(ConfigError, match="file not found"):
         load_params(tmp_path / "missing.yaml")
+
+
+def test_intensity_branch_needs_the_refiner():
+    raw = with_change("train.cyclegan.intensity_hidden", 16)
+    raw["train"]["cyclegan"]["residual"] = False
+    with pytest.raises(ConfigError, match=r"^train\.cyclegan\.intensity_hidden: needs the refiner "
+                                          r"\(train\.cyclegan\.residual: true\), got 16 with residual false$"):
+        params_from_dict(raw)
+    raw["train"]["cyclegan"]["intensity_hidden"] = 0
+    assert params_from_dict(raw).train.cyclegan.residual is False

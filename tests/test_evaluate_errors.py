@@ -43,16 +43,20 @@ def render(labels: np.ndarray, intensities, rng: np.random.Generator) -> np.ndar
     return images.clip(-1, 1)[:, None]
 
 
-def save_sr_model(path: Path, scale: int = SCALE, degradation: str = "kspace", seed: int = 1) -> None:
+def save_sr_model(path: Path, scale: int = SCALE, degradation: str = "kspace", seed: int = 1,
+                  phase: str | None = None) -> None:
+    """An SR generator file as train_sr writes it; `phase` defaults to the file's own (g_psnr.pt: psnr)."""
     torch.manual_seed(seed)
     g = SRResNet(scale, degradation, channels=4, blocks=1)
     save_weights(path, g, {"scale": scale, "degradation": degradation, "channels": 4, "blocks": 1,
-                           "data_consistency": False})
+                           "data_consistency": False, "phase": phase or path.stem.removeprefix("g_")})
 
 
-def save_translator(path: Path, seed: int = 2) -> None:
+def save_translator(path: Path, seed: int = 2, direction: str = "sim2real", source: str | None = None) -> None:
+    """A translator file as train_cyclegan@<source> writes it; `source` defaults to the folder it goes into."""
     torch.manual_seed(seed)
-    save_weights(path, ResnetGenerator(1, 4, 1), {"channels": 4, "blocks": 1, "residual": False})
+    save_weights(path, ResnetGenerator(1, 4, 1), {"channels": 4, "blocks": 1, "residual": False,
+                                                  "direction": direction, "input": source or path.parent.name})
 
 
 def save_split(folder: Path, **arrays: np.ndarray) -> None:
@@ -212,6 +216,27 @@ def test_test_split_with_zero_images(tree, capsys, split_file):
     for path in (tree / split_file).parent.glob("*.npy"):
         np.save(path, np.load(path)[:0])
     assert_failed_naming(tree, capsys, run_evaluate(tree), str(Path(split_file).parent))
+
+
+@pytest.mark.parametrize("direction, source", [("real2sim", "classical"), ("sim2real", "sim")],
+                         ids=["real2sim_generator_as_sim2real", "other_inputs_translator"])
+def test_translator_file_that_is_not_the_model_asked_for(tree, capsys, direction, source):
+    # Was exit 0 with the wrong model's numbers: evaluate trusted whatever file sat at the path.
+    save_translator(tree / G_SIM2REAL, direction=direction, source=source)
+    assert run_evaluate(tree) == 1
+    err = capsys.readouterr().err
+    assert str(G_SIM2REAL) in err and "train_cyclegan@classical" in err, err
+    assert f"is the {direction} generator trained on the {source} input" in err, err
+    assert_no_output(tree)
+
+
+def test_psnr_model_copied_over_the_gan_model_is_refused(tree, capsys):
+    # Was exit 0: the PSNR model's numbers reported as the GAN's.
+    save_sr_model(tree / G_GAN, phase="psnr")
+    assert run_evaluate(tree) == 1
+    err = capsys.readouterr().err
+    assert str(G_GAN) in err and "is the psnr model of train_sr, but is read as its gan model" in err, err
+    assert_no_output(tree)
 
 
 def test_sr_model_trained_for_another_scale(tree, capsys):

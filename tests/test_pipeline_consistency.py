@@ -1,6 +1,7 @@
 """dvc.yaml, params.yaml and the stage modules agree with each other."""
 
 import ast
+import itertools
 import re
 import dataclasses
 import os
@@ -22,12 +23,14 @@ STAGES = {name: stage["do"] if "foreach" in stage else stage for name, stage in 
 ITEMS = {name: stage.get("foreach", [""]) for name, stage in DVC["stages"].items()}
 
 
-def config_sections(cls: type = Params, path: str = "") -> dict[str, str]:
-    """{section class name: its dotted path}: {"Params": "", "TrainConfig": "train", "SRTrainConfig": "train.sr", ...}."""
-    sections = {cls.__name__: path}
+def config_sections(cls: type = Params, path: str = "") -> dict[str, tuple[str, ...]]:
+    """{section class name: its dotted paths}: {"Params": ("",), "TrainConfig": ("train",), ...}; a class used
+    at several places has several (RandomizationConfig: segmenter.randomization, evaluate.randomization)."""
+    sections = {cls.__name__: (path,)}
     for name, tp in typing.get_type_hints(cls).items():
         if dataclasses.is_dataclass(tp):
-            sections.update(config_sections(tp, f"{path}.{name}".lstrip(".")))
+            for section, paths in config_sections(tp, f"{path}.{name}".lstrip(".")).items():
+                sections[section] = sections.get(section, ()) + paths
     return sections
 
 
@@ -128,8 +131,8 @@ def _resolve(node: ast.AST, env: dict[str, str]) -> str | None:
     return None
 
 
-def _annotated_section(annotation: ast.AST | None) -> str | None:
-    """The config path of a parameter annotated with exactly one section class (`cfg: SegmenterConfig`)."""
+def _annotated_section(annotation: ast.AST | None) -> tuple[str, ...] | None:
+    """The config paths of a parameter annotated with exactly one section class (`cfg: SegmenterConfig`)."""
     names = set()
     for node in ast.walk(annotation) if annotation is not None else []:
         if isinstance(node, (ast.Name, ast.Attribute, ast.Constant)):  # Params, config.Params, "Params"
@@ -185,16 +188,20 @@ def _function_reads(fn: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, env
                     reads: set[str]) -> dict[str, str]:
     """A function sees the enclosing aliases, its parameters annotated with a section, and not
     the enclosing aliases that its other parameters shadow."""
-    inner = dict(env)
+    inner, choices = dict(env), {}
     args = fn.args
     for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
         if arg is not None:
-            path = _annotated_section(arg.annotation)
-            if path is None:
+            paths = _annotated_section(arg.annotation)
+            if paths is None:
                 inner.pop(arg.arg, None)
             else:
-                inner[arg.arg] = path
-    return _scope_reads(fn.body if isinstance(fn.body, list) else [fn.body], inner, reads)
+                choices[arg.arg] = paths
+    # A section class used at several paths: the function reads each of them, whichever it is given.
+    names = list(choices)
+    envs = [_scope_reads(fn.body if isinstance(fn.body, list) else [fn.body], {**inner, **dict(zip(names, combo))}, reads)
+            for combo in itertools.product(*(choices[name] for name in names))]
+    return envs[0]
 
 
 def _class_reads(cls: ast.ClassDef, env: dict[str, str], reads: set[str]) -> None:
@@ -202,9 +209,9 @@ def _class_reads(cls: ast.ClassDef, env: dict[str, str], reads: set[str]) -> Non
     class_env = dict(env)
     for node in cls.body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            path = _annotated_section(node.annotation)
-            if path is not None:
-                class_env[f"self.{node.target.id}"] = path
+            paths = _annotated_section(node.annotation)
+            if paths is not None:
+                class_env[f"self.{node.target.id}"] = paths[0]  # no class field holds a section used at several paths
     for _ in range(2):  # the second pass sees the self.x bound in any method during the first
         for method in cls.body:
             if isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):

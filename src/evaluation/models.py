@@ -11,9 +11,14 @@ from src.models.srresnet import SRResNet
 from src.training.artifacts import load_frozen
 
 
-def load_sr_generator(path: Path, scale: int, degradation: str) -> torch.nn.Module:
-    """The SRResNet saved by train_sr, frozen in eval mode; it must match the test data's scale and degradation."""
+def load_sr_generator(path: Path, scale: int, degradation: str, phase: str | None = None) -> torch.nn.Module:
+    """The SRResNet saved by train_sr, frozen in eval mode; it must match the test data's scale and degradation,
+    and, with `phase` ("psnr" or "gan"), be that phase's model: a PSNR model copied over g_gan.pt is refused
+    instead of being reported as the GAN."""
     def build(meta: dict) -> torch.nn.Module:
+        if phase is not None and meta.get("phase") != phase:
+            raise ValueError(f"{path}: is the {meta.get('phase', 'unlabelled')} model of train_sr, but is read as "
+                             f"its {phase} model; re-run `dvc repro train_sr`")
         if meta["scale"] != scale or meta["degradation"] != degradation:
             raise ValueError(f"{path}: model was trained for x{meta['scale']} {meta['degradation']} but the test "
                              f"data is x{scale} {degradation}; re-run train_sr")
@@ -22,7 +27,20 @@ def load_sr_generator(path: Path, scale: int, degradation: str) -> torch.nn.Modu
     return load_frozen(path, build, "train_sr")[0]
 
 
-def load_translator(path: Path) -> torch.nn.Module:
-    """g_sim2real saved by train_cyclegan, frozen in eval mode."""
-    return load_frozen(path, lambda meta: ResnetGenerator(1, meta["channels"], meta["blocks"], meta["residual"]),
-                       "train_cyclegan")[0]
+def load_translator(path: Path, source: str | None = None) -> torch.nn.Module:
+    """g_sim2real saved by train_cyclegan, frozen in eval mode.
+
+    source: the input rendering the caller will feed it ("sim" or "classical"). Then the file must say it is
+    the sim -> real generator trained on that input: a model is never trusted by its file name (a real -> sim
+    generator copied to g_sim2real.pt, or the other input's translator, is refused naming the file).
+    """
+    # intensity_hidden: absent in files saved before the intensity branch existed (they have none).
+    net, meta = load_frozen(path, lambda meta: ResnetGenerator(1, meta["channels"], meta["blocks"], meta["residual"],
+                                                               meta.get("intensity_hidden", 0)), "train_cyclegan")
+    if source is not None:
+        found = (meta.get("direction"), meta.get("input"))
+        if found != ("sim2real", source):
+            raise ValueError(f"{path}: is the {found[0] or 'unlabelled'} generator trained on the "
+                             f"{found[1] or 'unknown'} input, but is read as the sim2real translator of the {source} "
+                             f"input; re-run `dvc repro train_cyclegan@{source}`")
+    return net

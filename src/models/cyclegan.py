@@ -28,6 +28,52 @@ class ResnetBlock(nn.Module):
         return x + self.block(x)
 
 
+class ReturningClamp(torch.autograd.Function):
+    """clamp(x, -1, 1) whose gradient passes where x is inside [-1, 1] or where a descent step
+    moves it back inside; it is zero only for steps that would push x further out.
+
+    A hard clamp's zero gradient strands every pixel pushed past a bound: T2 CSF starts at
+    exactly +1 and must fall to T1's darkest tissue, while a shared upward shift lifts it over +1.
+    A plain straight-through clamp lets the hidden value run away (measured: pre-clamp tissue
+    means of -6 and +2 after 300-800 steps, a near-binary image after the clamp).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return x.clamp(-1.0, 1.0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        # Descent moves x by -lr * grad: above +1 only a positive grad brings it back, below -1 a negative one.
+        passes = ((x >= -1.0) & (x <= 1.0)) | ((x > 1.0) & (grad > 0)) | ((x < -1.0) & (grad < 0))
+        return grad * passes
+
+
+class IntensityBranch(nn.Module):
+    """A learned pointwise intensity map h(x) - h(-1): 1x1 convs, (N, 1, H, W) -> (N, 1, H, W).
+
+    Sits beside the refiner's convolutional residual. Across contrasts (T2 -> T1) the tissues'
+    order flips: CSF goes from brightest to darkest, WM from darkest to brightest. That is a
+    non-monotone function of the input intensity alone, which a pixel-wise MLP states in a few
+    weights, while the instance-normalised conv path sees intensities only relative to each
+    image's statistics. The last layer starts at zero, so the branch starts at 0 and the refiner
+    at its identity; subtracting h(-1) keeps the background (exactly -1) where it is.
+    """
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, hidden, 1), nn.SiLU(),
+                                 nn.Conv2d(hidden, 1, 1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        background = torch.full_like(images[:1, :1, :1, :1], -1.0)
+        return self.net(images) - self.net(background)
+
+
 class ResnetGenerator(nn.Module):
     """(N, C, H, W) in [-1, 1] -> (N, C, H, W) in (-1, 1) (tanh); H and W divisible by 4.
 
@@ -40,14 +86,21 @@ class ResnetGenerator(nn.Module):
     Dumoulin & Olah 2016, "Deconvolution and Checkerboard Artifacts"; junyanz issue #190).
 
     residual=True makes it a refiner (SimGAN, Shrivastava et al. 2017): the last conv's
-    output is added to the input and clamped to [-1, 1] instead of passed through tanh.
+    output is added to the input and clamped to [-1, 1] (`ReturningClamp`: a pixel past a
+    bound can still be pulled back) instead of passed through tanh.
     It starts near the identity, so anatomy and the -1 background are kept from the first
     step and a short training budget goes into appearance; junyanz's plain tanh output
     must first learn to reproduce the whole image.
+
+    intensity_hidden > 0 (refiner only, one channel) adds an `IntensityBranch` of that width:
+    output = clamp(x + G(x) + h(x) - h(-1), -1, 1).
     """
 
-    def __init__(self, in_channels: int = 1, channels: int = 64, blocks: int = 9, residual: bool = False) -> None:
+    def __init__(self, in_channels: int = 1, channels: int = 64, blocks: int = 9, residual: bool = False,
+                 intensity_hidden: int = 0) -> None:
         super().__init__()
+        if intensity_hidden and not (residual and in_channels == 1):
+            raise ValueError("an intensity branch needs the one-channel refiner (residual=True, in_channels=1)")
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3), _conv(in_channels, channels, 7), nn.InstanceNorm2d(channels), nn.ReLU(),
         ]
@@ -71,11 +124,15 @@ class ResnetGenerator(nn.Module):
             layers.append(nn.Tanh())
         self.residual = residual
         self.net = nn.Sequential(*layers)
+        self.intensity = IntensityBranch(intensity_hidden) if intensity_hidden else None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         h, w = images.shape[-2:]
         if h % 4 or w % 4:
             raise ValueError(f"image size {h}x{w} is not divisible by 4 (two stride-2 downsamplings)")
         if self.residual:
-            return (images + self.net(images)).clamp(-1.0, 1.0)
+            change = self.net(images)
+            if self.intensity is not None:
+                change = change + self.intensity(images)
+            return ReturningClamp.apply(images + change)
         return self.net(images)

@@ -197,3 +197,104 @@ def test_residual_generator_starts_as_a_clamped_identity():
     assert not any(isinstance(m, torch.nn.Tanh) for m in g.modules())
     y = ResnetGenerator(1, 4, 1, residual=True)(torch.rand(2, 1, 16, 16) * 4 - 2)
     assert y.min() >= -1 and y.max() <= 1
+
+
+# Intensity branch (cross-contrast refiner)
+
+def _zero_last_conv(g):
+    last_conv = [m for m in g.net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    torch.nn.init.zeros_(last_conv.weight)
+    torch.nn.init.zeros_(last_conv.bias)
+
+
+def test_intensity_branch_starts_at_the_identity():
+    torch.manual_seed(0)
+    g = ResnetGenerator(1, 4, 1, residual=True, intensity_hidden=8)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    assert torch.equal(g.intensity(x), torch.zeros_like(x))
+    _zero_last_conv(g)  # the conv path's own small init aside, the generator is exactly the identity
+    torch.testing.assert_close(g(x), x)
+
+
+def test_intensity_branch_keeps_the_background_and_is_pointwise():
+    torch.manual_seed(0)
+    branch = ResnetGenerator(1, 4, 1, residual=True, intensity_hidden=8).intensity
+    for p in branch.parameters():  # any weights, not only the zero start
+        torch.nn.init.normal_(p, 0.0, 1.0)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    x[:, :, :4] = -1.0
+    out = branch(x)
+    assert torch.equal(out[:, :, :4], torch.zeros_like(out[:, :, :4]))
+    assert out.abs().max() > 0.1
+    # Pointwise: a pixel's output depends on its own value only (same value -> same output anywhere).
+    y = torch.full((1, 1, 8, 8), 0.3)
+    assert torch.allclose(branch(y), branch(y)[0, 0, 0, 0].expand_as(y))
+
+
+def test_zero_initialised_intensity_branch_learns():
+    """The zero last layer gets a gradient at once, the layers before it after one step."""
+    torch.manual_seed(0)
+    g = ResnetGenerator(1, 4, 1, residual=True, intensity_hidden=8)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    target = -x  # a contrast inversion: what the conv path's identity start cannot give at once
+    first, last = g.intensity.net[0], g.intensity.net[-1]
+    g(x).sub(target).pow(2).mean().backward()
+    assert last.weight.grad.abs().sum() > 0
+    assert first.weight.grad is None or first.weight.grad.abs().sum() == 0  # blocked by the zero layer, for now
+    opt = torch.optim.SGD(g.intensity.parameters(), lr=0.1)
+    opt.step()
+    opt.zero_grad()
+    g(x).sub(target).pow(2).mean().backward()
+    assert first.weight.grad.abs().sum() > 0
+
+
+def test_intensity_branch_fits_a_non_monotone_map():
+    """T2 -> T1 reverses the tissue order (CSF 1.0 -> -0.2, GM -0.1 -> 0.4, WM -0.4 -> 0.8, background stays)."""
+    torch.manual_seed(0)
+    g = ResnetGenerator(1, 4, 1, residual=True, intensity_hidden=16)
+    _zero_last_conv(g)
+    x = torch.tensor([-1.0, 1.0, -0.1, -0.4]).repeat(16).reshape(1, 1, 8, 8)
+    target = torch.tensor([-1.0, -0.2, 0.4, 0.8]).repeat(16).reshape(1, 1, 8, 8)
+    opt = torch.optim.Adam(g.intensity.parameters(), lr=1e-2)
+    for _ in range(600):
+        opt.zero_grad()
+        loss = (g(x) - target).pow(2).mean()
+        loss.backward()
+        opt.step()
+    assert (g(x) - target).abs().max() < 0.05
+
+
+def test_intensity_branch_needs_the_one_channel_refiner():
+    with pytest.raises(ValueError, match="residual=True"):
+        ResnetGenerator(1, 4, 1, residual=False, intensity_hidden=8)
+    with pytest.raises(ValueError, match="in_channels=1"):
+        ResnetGenerator(3, 4, 1, residual=True, intensity_hidden=8)
+    assert ResnetGenerator(1, 4, 1, residual=True).intensity is None
+
+
+@pytest.mark.parametrize("intensity_hidden", [0, 8])
+def test_load_translator_rebuilds_the_saved_generator(tmp_path, intensity_hidden):
+    from src.evaluation.models import load_translator
+    from src.training.checkpoint import save_weights
+
+    torch.manual_seed(0)
+    g = ResnetGenerator(1, 4, 1, residual=True, intensity_hidden=intensity_hidden)
+    if intensity_hidden:
+        torch.nn.init.normal_(g.intensity.net[-1].weight)  # a trained, non-zero branch must come back
+    save_weights(tmp_path / "g.pt", g, {"channels": 4, "blocks": 1, "residual": True,
+                                        "intensity_hidden": intensity_hidden})
+    loaded = load_translator(tmp_path / "g.pt")
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    torch.testing.assert_close(loaded(x), g.eval()(x))
+
+
+def test_returning_clamp_lets_a_pixel_back_but_not_further_out():
+    from src.models.cyclegan import ReturningClamp
+
+    x = torch.tensor([-1.5, -1.5, 0.3, 1.5, 1.5], requires_grad=True)
+    out = ReturningClamp.apply(x)
+    assert torch.equal(out.detach(), torch.tensor([-1.0, -1.0, 0.3, 1.0, 1.0]))
+    # Per-element upstream gradients; descent moves x by -grad.
+    out.backward(torch.tensor([-1.0, 1.0, 1.0, 1.0, -1.0]))
+    # -1.5 with grad -1: descent raises it (back inside) -> passes; with +1: pushes it further out -> blocked.
+    assert torch.equal(x.grad, torch.tensor([-1.0, 0.0, 1.0, 1.0, 0.0]))

@@ -35,11 +35,12 @@ class ThresholdSegmenter(nn.Module):
         return self.conv(x)
 
 
-def setup(policy="color,translation,cutout", spectral_norm=(False, True), guard=True, **weights):
+def setup(policy="color,translation,cutout", spectral_norm=(False, True), guard=True, intensity_hidden=0, **weights):
     torch.manual_seed(0)
     settings = cg.CycleGANSettings(**{**ALL_ON, **weights}, gan_loss="lsgan", policy=policy)
     wrap = ChokePointGuard if guard else (lambda d: d)
-    nets = cg.CycleGANNets(ResnetGenerator(1, 4, 1), ResnetGenerator(1, 4, 1),
+    generator = dict(residual=bool(intensity_hidden), intensity_hidden=intensity_hidden)
+    nets = cg.CycleGANNets(ResnetGenerator(1, 4, 1, **generator), ResnetGenerator(1, 4, 1, **generator),
                            wrap(PatchDiscriminator(1, 4, 2, spectral_norm=spectral_norm[0])),
                            wrap(PatchDiscriminator(1, 4, 2, spectral_norm=spectral_norm[1])))
     optimizers = cg.CycleGANOptimizers(
@@ -108,13 +109,17 @@ def test_positive_weight_without_its_network_fails_at_construction(term, module)
     cg.CycleGANCritics(ImagePool(0), ImagePool(0), parts["perceptual"], parts["segmenter"], zero)
 
 
-@pytest.mark.parametrize("identity", [5.0, 0.0])
-def test_fused_step_equals_textbook_step(identity):
+@pytest.mark.parametrize("identity,intensity_hidden", [(5.0, 0), (0.0, 0), (5.0, 8)])
+def test_fused_step_equals_textbook_step(identity, intensity_hidden):
     """Same seed, same weights: the fused step (4 G calls, 1 D call per D step) gives the textbook
     step's losses and gradients. Spectral norm is off here: with it the fused D step runs one power
-    iteration instead of two, a documented difference of the fused step."""
+    iteration instead of two, a documented difference of the fused step. With the intensity branch
+    (refiner generators) the concatenated batch must still split into the per-part outputs."""
     nets, optimizers, critics, batch, settings = setup(spectral_norm=(False, False), guard=False,
-                                                       lambda_identity=identity)
+                                                       lambda_identity=identity, intensity_hidden=intensity_hidden)
+    if intensity_hidden:  # a non-zero branch, as after training (its zero start would hide a mismatch)
+        for g in (nets.g_sim2real, nets.g_real2sim):
+            torch.nn.init.normal_(g.intensity.net[-1].weight, 0.0, 0.5)
     twin = copy.deepcopy((nets, optimizers, critics, batch, settings))
     torch.manual_seed(7)
     fused = cg.cyclegan_step(nets, optimizers, critics, batch, settings, RUNTIME)
@@ -143,3 +148,25 @@ def test_bf16_path_keeps_fp32_master_weights_and_runs_convs_in_bf16():
     for optimizer in (optimizers.g, optimizers.d):
         for state in optimizer.state.values():
             assert state["exp_avg"].dtype == torch.float32 and state["exp_avg_sq"].dtype == torch.float32
+
+
+def test_generator_param_groups_give_the_intensity_branch_its_own_lr():
+    from src.train_cyclegan import generator_param_groups
+
+    gens = [ResnetGenerator(1, 4, 1, residual=True, intensity_hidden=8) for _ in range(2)]
+    rest, branch = generator_param_groups(gens, 2e-4, 3e-3)
+    assert (rest["lr"], branch["lr"]) == (2e-4, 3e-3)
+    every = [p for g in gens for p in g.parameters()]
+    grouped = rest["params"] + branch["params"]
+    assert len(grouped) == len(every) and {id(p) for p in grouped} == {id(p) for p in every}  # each once
+    assert {id(p) for p in branch["params"]} == {id(p) for g in gens for p in g.intensity.parameters()}
+    plain = [ResnetGenerator(1, 4, 1, residual=True) for _ in range(2)]
+    assert [len(group["params"]) for group in generator_param_groups(plain, 2e-4, 3e-3)] == \
+        [len([*plain[0].parameters(), *plain[1].parameters()])]
+
+
+def test_cycle_ramp():
+    from src.train_cyclegan import cycle_ramp
+
+    assert [cycle_ramp(0)(s) for s in (0, 5)] == [1.0, 1.0]
+    assert [cycle_ramp(4)(s) for s in (0, 1, 4, 9)] == [0.0, 0.25, 1.0, 1.0]
