@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-from src.config import load_params
 from src.data.prepared import load_meta, load_split
 from src.evaluation.dice import dice_statistics
 from src.evaluation.downstream import seed_average
@@ -40,21 +40,23 @@ def estimate(stat, std=None) -> dict:
 
 
 def table(root: Path) -> dict:
-    params = load_params(root / "params.yaml")
+    # The run's own params.yaml, read raw: the run may be of another commit whose params this code's typed config
+    # would not accept (only seed, the bootstrap settings and the simulator settings are read).
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    seed, ev = raw["seed"], raw["evaluate"]
     info = json.loads((root / "pipeline/baselines/baselines.json").read_text())
     counts = load_counts(root / "pipeline/baselines/dice_counts.npz", ROWS, "baselines")
     class_names, seeds = info["class_names"], info["seeds"]
     test_dir = root / "data/prepared/sim2real/test"
     n = info["n_test"]
-    ev = params.evaluate
-    draws = Resamples.draw(n, ev.bootstrap_resamples, ev.bootstrap_set_resamples, params.seed)
-    seed_draws = resample_indices(len(seeds), len(draws.slices), params.seed, stream=1)
+    draws = Resamples.draw(n, ev["bootstrap_resamples"], ev["bootstrap_set_resamples"], seed)
+    seed_draws = resample_indices(len(seeds), len(draws.slices), seed, stream=1)
     rows = {}
     for row, (num, den) in counts.items():
         per_seed = [dice_statistics(a, b, class_names, draws.slices)["mean_foreground"] for a, b in zip(num, den)]
         rows[row] = seed_average(per_seed, seed_draws)
-    out = {"setting": {"tr_ms": params.data.sim.tr_ms, "te_ms": params.data.sim.te_ms,
-                       "randomization_t1_ordering": ev.randomization.t1_ordering},
+    out = {"setting": {"tr_ms": raw["data"]["sim"]["tr_ms"], "te_ms": raw["data"]["sim"]["te_ms"],
+                       "randomization_t1_ordering": ev["randomization"]["t1_ordering"]},
            "n_test": n, "seeds": seeds, "downstream_mean_foreground": {}, "paired": {}}
     for row, (stat, std) in rows.items():
         out["downstream_mean_foreground"][row] = estimate(stat, std)
