@@ -44,7 +44,8 @@ def baselines(params: Params) -> dict:
     ev, recipe = params.evaluate, params.segmenter
     seed_everything(params.seed)
     # The U-Nets train like every other network, under train.amp; they are scored in fp32.
-    runtime, train_runtime = make_runtime(ev.device, amp=False), make_runtime(ev.device, params.train.amp)
+    runtime = make_runtime(ev.device, amp=False, key="evaluate.device")
+    train_runtime = make_runtime(ev.device, params.train.amp, key="evaluate.device")
     class_names = list(load_meta(SIM2REAL / "meta.json")["class_names"])
     train = load_split(SIM2REAL / "train", ("sim", "classical", "sim_labels", "real", "real_labels"))
     test = load_split(SIM2REAL / "test", ("real", "real_labels"))

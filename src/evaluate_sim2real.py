@@ -53,7 +53,8 @@ def score_sim2real(params: Params) -> dict:
     started = time.perf_counter()
     ev, recipe = params.evaluate, params.segmenter
     seed_everything(params.seed)
-    runtime, train_runtime = make_runtime(ev.device, amp=False), make_runtime(ev.device, params.train.amp)
+    runtime = make_runtime(ev.device, amp=False, key="evaluate.device")
+    train_runtime = make_runtime(ev.device, params.train.amp, key="evaluate.device")
     # Fail fast on a missing or mismatched model or part before minutes of segmenter training.
     translators = {source: runtime.place(load_translator(path, source)) for source, path in TRANSLATORS.items()}
     meta = load_meta(SIM2REAL / "meta.json")

@@ -47,7 +47,7 @@ def score_sr(params: Params) -> dict:
     started = time.perf_counter()
     ev = params.evaluate
     seed_everything(params.seed)
-    runtime = make_runtime(ev.device, amp=False)  # metrics in fp32, whatever the hardware's bf16
+    runtime = make_runtime(ev.device, amp=False, key="evaluate.device")  # metrics in fp32, whatever the hardware's bf16
     sr_meta = load_meta(SR_DATA / "meta.json")
     scale, degradation = int(sr_meta["scale"]), sr_meta["degradation"]
     g_psnr, g_gan = (runtime.place(load_sr_generator(path, scale, degradation, phase))

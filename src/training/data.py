@@ -46,7 +46,8 @@ class SliceCrops(Dataset):
         self.arrays, self.crop, self.seed, self.source = dict(arrays), crop, seed, source
         # What an error calls each array: its file (<source>/<key>.npy unless `files` says otherwise).
         self.files = {key: (files or {}).get(key, f"{source}/{key}.npy") for key in self.arrays}
-        self.index = np.arange(next(iter(lengths.values()))) if index is None else np.asarray(index)
+        self.total = next(iter(lengths.values()))  # slices in the arrays; len(self): those `index` keeps
+        self.index = np.arange(self.total) if index is None else np.asarray(index)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -100,8 +101,10 @@ class BatchStream:
         self.per_rank = dist.per_rank_batch(global_batch, batch_key)
         self.steps_per_epoch = len(dataset) // global_batch
         if self.steps_per_epoch == 0:
+            subset = (f" (data.train_fraction keeps {len(dataset)} of {dataset.total})"
+                      if len(dataset) < dataset.total else "")
             raise ConfigError(f"{batch_key}: the global batch {global_batch} is larger than the {len(dataset)} "
-                              "training slices")
+                              f"training slices{subset}")
         self.items = EpochItems(len(dataset), dist, seed)
         # A generator of its own: DataLoader draws a worker base seed from it at every new iterator,
         # which would otherwise advance the global RNG (DiffAugment's) whenever the stream restarts.

@@ -91,13 +91,15 @@ def use_bf16(amp: AmpChoice, device_type: str, flags: frozenset[str], cuda_bf16:
     return bool(CPU_BF16_FLAGS & flags)
 
 
-def make_runtime(device: Literal["auto", "cpu", "cuda"], amp: AmpChoice, local_rank: int = 0) -> Runtime:
+def make_runtime(device: Literal["auto", "cpu", "cuda"], amp: AmpChoice, local_rank: int = 0,
+                 key: str = "train.device") -> Runtime:
     """`device`: auto | cpu | cuda; `amp`: auto | true | false (see `use_bf16`). Logs the choice.
 
     `local_rank`: under torchrun, the process's GPU on its node (src/training/distributed.py).
+    `key`: the params key `device` was read from, for the error (the evaluation stages read evaluate.device).
     """
     if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: 'cuda' requested but no CUDA device is available")
+        raise ConfigError(f"{key}: 'cuda' requested but no CUDA device is available")
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         torch.backends.cudnn.benchmark = True

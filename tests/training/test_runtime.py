@@ -57,3 +57,31 @@ def test_cpu_runtime_flushes_denormals():
     assert torch.tensor([1e-40]).mul(1.0).item() != 0.0
     make_runtime("cpu", False)
     assert torch.tensor([1e-40]).mul(1.0).item() == 0.0
+
+
+def test_cuda_without_a_device_names_the_key_it_was_read_from(monkeypatch):
+    from src.config import ConfigError
+    from src.training.runtime import make_runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"^evaluate\.device: 'cuda' requested"):
+        make_runtime("cuda", False, key="evaluate.device")
+    with pytest.raises(ConfigError, match=r"^train\.device: 'cuda' requested"):
+        make_runtime("cuda", False)
+
+
+def test_a_subset_smaller_than_one_batch_names_train_fraction_too():
+    import numpy as np
+
+    from src.config import ConfigError
+    from src.training.data import BatchStream, SliceCrops, image_crop
+    from src.training.distributed import SINGLE
+
+    arrays = {"real": np.zeros((10, 1, 16, 16), np.float32)}
+    subset = SliceCrops(arrays, image_crop(16, "real"), 0, index=np.arange(3))
+    with pytest.raises(ConfigError, match=r"^train\.cyclegan\.batch_size: .* larger than the 3 training slices "
+                                          r"\(data\.train_fraction keeps 3 of 10\)"):
+        BatchStream(subset, 4, SINGLE, 0, 0, "train.cyclegan.batch_size")
+    whole = SliceCrops({"real": arrays["real"][:3]}, image_crop(16, "real"), 0)
+    with pytest.raises(ConfigError, match=r"larger than the 3 training slices$"):
+        BatchStream(whole, 4, SINGLE, 0, 0, "train.cyclegan.batch_size")
