@@ -15,6 +15,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from src.state_dicts import not_loadable, read_state_dict
+
 # Index in torchvision `vgg19().features` of every conv and ReLU; the pools (4, 9, 18, 27, 36) are unnamed.
 VGG19_LAYERS: dict[str, int] = {
     "conv1_1": 0, "relu1_1": 1, "conv1_2": 2, "relu1_2": 3,
@@ -41,7 +43,11 @@ def build_vgg19_features(weights_path: str | None) -> tuple[nn.Sequential, str]:
     """
     if weights_path is not None:
         vgg = torchvision.models.vgg19(weights=None)
-        vgg.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+        state = read_state_dict(weights_path, "VGG19 weights")
+        try:
+            vgg.load_state_dict(state)
+        except RuntimeError as err:
+            raise not_loadable(weights_path, "VGG19 weights", err) from None
         return vgg.features, "vgg19_imagenet"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_INIT_SEED)

@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
 
+from src.state_dicts import not_loadable
+
 FID_FEATURE_DIM = 2048
 
 
@@ -49,6 +51,8 @@ def build_fid_inception(weights_path: str | Path) -> nn.Module:
                 normalize_input=True,
                 use_fid_inception=True,
             )
+        except Exception as err:  # pytorch-fid's own loader: torch.load and load_state_dict errors of every kind
+            raise not_loadable(weights_path, "FID Inception weights", err) from None
         finally:
             torch.hub.set_dir(previous_hub_dir)
     return network.eval()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import segmentation_models_pytorch as smp
-import torch
 from torch import nn
+
+from src.state_dicts import read_state_dict
 
 
 def build_unet(
@@ -35,7 +36,7 @@ def build_unet(
         return model, f"{encoder}_random_init"
     if not encoder.startswith("resnet"):
         raise ValueError(f"encoder weights must be a torchvision ResNet state dict; encoder {encoder!r} is not a ResNet")
-    state = torch.load(encoder_weights_path, map_location="cpu", weights_only=True)
+    state = read_state_dict(encoder_weights_path, f"{encoder} encoder weights")
     state = {key: value for key, value in state.items() if not key.startswith("fc.")}
     if "conv1.weight" not in state or state["conv1.weight"].shape[1] != 3:
         raise ValueError(f"{encoder_weights_path}: expected an RGB ResNet state dict with conv1.weight of shape (64, 3, 7, 7)")

@@ -64,3 +64,28 @@ def test_dice_counts_refuse_a_label_that_would_spill_into_another_slice():
     true[1, 2, 2] = -1
     with pytest.raises(ValueError, match=r"true labels of slice 1"):
         dice_counts(true.clamp_min(0), true, 4)
+
+
+@pytest.mark.parametrize("content", ["empty", "not_a_state_dict"])
+def test_a_weights_file_the_manifest_calls_available_but_is_broken_is_named(tmp_path, monkeypatch, capsys, content):
+    # Was a traceback from deep inside torch (issue 23).
+    import json
+
+    root = s2r_tree(tmp_path)
+    monkeypatch.chdir(root)
+    weights = root / "pipeline/weights"
+    broken = weights / "resnet18.pth"
+    if content == "empty":
+        broken.write_bytes(b"")
+    else:
+        torch.save([1, 2, 3], broken)
+    manifest = json.loads((weights / "manifest.json").read_text())
+    manifest["resnet18"] = {"status": "available", "file": "resnet18.pth", "description": "resnet18"}
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    before = snapshot(root, "pipeline/train_segmenter")
+    assert train_segmenter.main(["--params", "params.yaml"]) == 1
+    err = last_line(capsys.readouterr().err)
+    assert err.startswith("error: train_segmenter: ") and "resnet18.pth" in err and "dvc repro -f weights" in err, err
+    assert ("not a readable PyTorch weights file" if content == "empty" else "holds list") in err, err
+    assert snapshot(root, "pipeline/train_segmenter") == before
+    assert leftovers(root) == []
