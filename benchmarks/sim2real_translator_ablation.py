@@ -124,6 +124,8 @@ RUNS: dict[str, dict] = {
     "chosen_semantic_randseg": {"segmenter": "randomized", "overrides": {**CHOSEN, "train.lambda_semantic": 1.0}},
     "chosen_identity5": {"overrides": {**CHOSEN, "train.lambda_identity": 5.0}},
     "chosen_classical": {"source": "classical", "overrides": {**CHOSEN}},
+    # A semantic critic that knows the target contrast: randomised tissue means sorted CSF < GM < WM.
+    "chosen_semantic_t1seg": {"segmenter": "randomized_t1", "overrides": {**CHOSEN, "train.lambda_semantic": 1.0}},
     "branch_no_content_lr5e-4": {"overrides": {**BRANCH, **NO_CONTENT, "train.cyclegan.lr": 5.0e-4}},
     "branch_no_content_classical": {"source": "classical", "overrides": {**BRANCH, **NO_CONTENT}},
     # The chosen defaults as params.yaml holds them (after the ablation).
@@ -173,14 +175,16 @@ def score(images: torch.Tensor, val: dict[str, torch.Tensor], class_names: list[
     return result
 
 
-def randomized_segmenter(params, class_names: list[str], runtime) -> Path:
-    """A U-Net (params.segmenter recipe) trained on RANDOMIZE images of the sim train labels; trained once, kept."""
-    key = hashlib.sha256(json.dumps([RANDOMIZE, list(vars(params.segmenter).items()), params.seed],
+def randomized_segmenter(params, class_names: list[str], runtime, t1_ordering: bool = False) -> Path:
+    """A U-Net (params.segmenter recipe) trained on RANDOMIZE images of the sim train labels; trained once, kept.
+    t1_ordering: the tissue means sorted CSF < GM < WM (a segmenter that knows the target is T1-weighted)."""
+    ranges_dict = {**RANDOMIZE, "t1_ordering": t1_ordering}
+    key = hashlib.sha256(json.dumps([ranges_dict, list(vars(params.segmenter).items()), params.seed],
                                     sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = SCRATCH / f"segmenter_randomized_{key}.pt"
     if path.exists():
         return path
-    cfg, ranges = params.segmenter, RandomizationConfig(**RANDOMIZE)
+    cfg, ranges = params.segmenter, RandomizationConfig(**ranges_dict)
     train = load_split(SIM2REAL / "train", ("sim", "sim_labels"))
     seed_everything(params.seed)
     model, init = build_unet(cfg.encoder, cfg.encoder_depth, cfg.decoder_channels, len(class_names), None)
@@ -225,7 +229,9 @@ def run(name: str, spec: dict, steps: int | None, downstream: bool) -> dict:
     class_names = list(load_meta(SIM2REAL / "meta.json")["class_names"])
     val = val_data()
     segmenter_file = Path("pipeline/train_segmenter/segmenter.pt")
-    if segmenter_kind == "randomized":
+    if segmenter_kind == "randomized_t1":
+        segmenter_file = randomized_segmenter(params, class_names, runtime, t1_ordering=True)
+    elif segmenter_kind == "randomized":
         segmenter_file = randomized_segmenter(params, class_names, runtime)
     out = SCRATCH / name
     load_before, start = os.getloadavg()[0], time.perf_counter()
