@@ -1,7 +1,7 @@
 """Test tiers: `make test` runs everything (CI); `make test-fast` (pytest -m "not slow") is the inner loop.
 
-A test is slow when it runs whole stages or processes: the fault-injection suite, DDP, queued experiments, the
-evaluation stages end to end and the browser-rendered report. They are listed here by path, in one place, rather
+A test is slow when it runs whole stages or processes: the fault-injection suite, DDP, queued experiments, prepare
+and the evaluation stages end to end, each stage's CLI in a subprocess and the browser-rendered report. They are listed here by path, in one place, rather
 than marked file by file, so the tiering can be read and changed at a glance; the list was drawn from
 `pytest --durations` on the 2-core machine (README, Tests).
 """
@@ -15,7 +15,7 @@ import pytest
 TESTS = Path(__file__).parent
 SLOW = ("faults", "distributed", "test_parallel_experiments.py", "test_sweep.py", "test_evaluate_split.py",
         "test_evaluate_outputs.py", "test_evaluate_errors.py", "test_downstream_protocol.py", "test_report.py",
-        "test_train_sr_stage.py")
+        "test_train_sr_stage.py", "test_prepare.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

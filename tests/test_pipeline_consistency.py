@@ -59,6 +59,7 @@ def output_paths(stage: dict) -> list[str]:
     return [next(iter(entry)) if isinstance(entry, dict) else entry for entry in stage.get("outs", [])]
 
 
+@pytest.mark.slow  # one interpreter start per stage (about 7 s each on the 2-core machine)
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_cmd_runs_and_its_help_names_its_outputs(name):
     launcher = "torchrun --standalone --nproc-per-node=${train.nproc}" if name.startswith("train_") else "python"
