@@ -153,7 +153,9 @@ def main() -> None:
     previous = read_json(str(RESULTS)) or {}
     if args.skip_speed:
         if "speed" in previous:
-            results["speed"] = previous["speed"]
+            # Kept from an earlier run, possibly on another machine: say which, so no one reads them as this one's.
+            results["speed"] = {**previous["speed"],
+                                "measured_on": previous["speed"].get("measured_on", previous.get("machine"))}
     else:
         params = load_params()
         results["speed"] = speed(params, make_runtime(params.train.device, params.train.amp), args.steps)
