@@ -42,7 +42,6 @@ the ablation, see REFINER_CLAMP): rows with different clamps are not a controlle
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import os
@@ -54,6 +53,7 @@ import numpy as np
 import torch
 import yaml
 
+from benchmarks.sr_ablation import override
 from src.augment.randomization import randomized_images
 from src.config import RandomizationConfig, params_from_dict
 from src.data.prepared import PREPARED, load_meta, load_split
@@ -132,19 +132,6 @@ RUNS: dict[str, dict] = {
     "default": {"overrides": {}},
     "default_classical": {"source": "classical", "overrides": {}},
 }
-
-
-def override(raw: dict, overrides: dict) -> dict:
-    raw = copy.deepcopy(raw)
-    for dotted, value in overrides.items():
-        *path, key = dotted.split(".")
-        section = raw
-        for name in path:
-            section = section[name]
-        if key not in section:
-            raise KeyError(f"{dotted}: not a params.yaml key")
-        section[key] = value
-    return raw
 
 
 def val_data() -> dict[str, torch.Tensor]:

@@ -37,6 +37,7 @@ import torch
 import yaml
 from scipy.stats import rankdata
 
+from benchmarks.sr_ablation import interval
 from src.config import params_from_dict
 from src.data.prepared import PREPARED, load_meta, load_split, open_split, split_digest
 from src.data.subset import train_subset
@@ -214,11 +215,6 @@ def save_row(name: str, row: dict) -> None:
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
 
 
-def interval(entry: dict) -> str:
-    low, high = entry["ci95"]
-    return f"{entry['value']:.3f} [{low:.3f},{high:.3f}]"
-
-
 def print_table(results: dict) -> None:
     header = (f"{'config':24} {'val accuracy [95% CI]':>22} {'val AUC [95% CI]':>22} {'score real/fake':>16} "
               f"{'d/adv last 64':>13} {'wall s':>7}")
@@ -228,7 +224,7 @@ def print_table(results: dict) -> None:
         v = r["val"]
         scores = f"{v['mean_score']['real']:+.2f}/{v['mean_score']['fake']:+.2f}"
         d_adv = f"{r['train']['d_adv_last64']:.3f}" if "train" in r else "-"
-        print(f"{name:24} {interval(v['accuracy']):>22} {interval(v['auc']):>22} {scores:>16} {d_adv:>13} "
+        print(f"{name:24} {interval(v['accuracy'], 3):>22} {interval(v['auc'], 3):>22} {scores:>16} {d_adv:>13} "
               f"{r.get('wall_s', 0):>7}")
 
 
@@ -285,7 +281,7 @@ def main() -> None:
                          "d_adv_per_64_steps": [round(float(np.mean([s["d/adv"] for s in log[i:i + 64]])), 3)
                                                 for i in range(0, len(log), 64)]}}
         save_row(name, row)
-        print(f"{name}: acc {interval(val['accuracy'])} auc {interval(val['auc'])} d/adv {row['train']['d_adv_last64']} "
+        print(f"{name}: acc {interval(val['accuracy'], 3)} auc {interval(val['auc'], 3)} d/adv {row['train']['d_adv_last64']} "
               f"({wall:.0f} s)", flush=True)
     print_table(load_results())
 

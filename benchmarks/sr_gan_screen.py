@@ -37,8 +37,8 @@ import numpy as np
 import torch
 import yaml
 
-from benchmarks.sr_ablation import override, score
-from benchmarks.sr_discriminator import crop_scores, interval, machine, psnr_model, separation, val_crops
+from benchmarks.sr_ablation import interval, override, score
+from benchmarks.sr_discriminator import crop_scores, machine, psnr_model, separation, val_crops
 from src.config import params_from_dict
 from src.data.prepared import PREPARED, load_meta, load_split, open_split
 from src.data.subset import train_subset
@@ -128,7 +128,7 @@ def run(name: str, overrides: dict) -> dict:
         d_step(d, optimizers.d, hr_img, sr_img, settings, runtime, instance_noise=0.0)
     if d_warmup:
         d_val[0] = d_in_game(d, g, scale, cfg.crop_size, params.seed)
-        print(f"  {name} after {d_warmup} D-only steps: D val auc {interval(d_val[0]['auc'])}", flush=True)
+        print(f"  {name} after {d_warmup} D-only steps: D val auc {interval(d_val[0]['auc'], 3)}", flush=True)
     for i in range(cfg.gan_steps):
         batch = SRBatch(*stream.batch(cfg.psnr_steps + i))
         noise = cfg.instance_noise * max(0.0, 1.0 - i / max(1, cfg.gan_steps))
@@ -137,7 +137,7 @@ def run(name: str, overrides: dict) -> dict:
         if (i + 1) % EVAL_EVERY == 0:
             d_val[i + 1] = d_in_game(d, g, scale, cfg.crop_size, params.seed)
             print(f"  {name} step {i + 1}: d/adv {np.mean([s['d/adv'] for s in log[-64:]]):.3f} "
-                  f"D val auc {interval(d_val[i + 1]['auc'])} fake/real HF RMS "
+                  f"D val auc {interval(d_val[i + 1]['auc'], 3)} fake/real HF RMS "
                   f"{d_val[i + 1]['fake_over_real_highpass_rms']}", flush=True)
     wall = time.perf_counter() - start
     with tempfile.TemporaryDirectory(prefix=f"sr_gan_screen_{name}_") as tmp:
@@ -182,9 +182,9 @@ def print_table(results: dict) -> None:
     print("-" * len(header))
     for r in results.values():
         last = r["d_val_during_gan_phase"][max(r["d_val_during_gan_phase"], key=int)]
-        print(f"{r['name']:26} {interval(last['auc']):>22} {r['d_adv_per_64_steps'][-1]:>13.3f} "
-              f"{interval(r['val']['gan_minus_psnr_model_db']):>24} "
-              f"{interval(r['val']['gan_swd_over_psnr_model_swd']):>22} {r['wall_s']:>7}")
+        print(f"{r['name']:26} {interval(last['auc'], 3):>22} {r['d_adv_per_64_steps'][-1]:>13.3f} "
+              f"{interval(r['val']['gan_minus_psnr_model_db'], 3):>24} "
+              f"{interval(r['val']['gan_swd_over_psnr_model_swd'], 3):>22} {r['wall_s']:>7}")
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from src.data.prepared import PREPARED, load_meta, load_split, split_digest
 from src.evaluation.downstream import (TrainingSet, downstream_counts, downstream_seeds, train_downstream,
                                        unet_builder)
 from src.evaluation.parts import COUNTS_FILE, save_counts
-from src.pretrained import weight_file
+from src.pretrained import encoder_weights_file
 from src.stage import run_stage
 from src.training.checkpoint import save_weights
 from src.training.runtime import make_runtime, seed_everything
@@ -49,8 +49,7 @@ def baselines(params: Params) -> dict:
     class_names = list(load_meta(SIM2REAL / "meta.json")["class_names"])
     train = load_split(SIM2REAL / "train", ("sim", "classical", "sim_labels", "real", "real_labels"))
     test = load_split(SIM2REAL / "test", ("real", "real_labels"))
-    encoder_file = weight_file(WEIGHTS_DIR, "resnet18", use="The downstream/judge U-Net encoders") \
-        if recipe.encoder == "resnet18" else None
+    encoder_file = encoder_weights_file(WEIGHTS_DIR, recipe.encoder, use="The downstream/judge U-Net encoders")
     seeds = downstream_seeds(params.seed, ev.downstream_seeds)
 
     def randomize(labels, draws):  # SynthSeg-style: a fresh image from every batch's label crops
@@ -62,7 +61,7 @@ def baselines(params: Params) -> dict:
         "classical": TrainingSet(train["classical"], sim_labels),
         "randomized": TrainingSet(train["sim"], sim_labels, randomize),
         "real_oracle": TrainingSet(train["real"], train["real_labels"]),
-    }, unet_builder(recipe, len(class_names), str(encoder_file) if encoder_file else None, runtime), recipe,
+    }, unet_builder(recipe, len(class_names), encoder_file, runtime), recipe,
         ev.downstream_steps, seeds, train_runtime)
     counts = downstream_counts(trained.models, test["real"], test["real_labels"], len(class_names), runtime,
                                ev.batch_size)

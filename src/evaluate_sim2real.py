@@ -29,7 +29,7 @@ from src.evaluation.parts import COUNTS_FILE, check_same, load_counts, write_par
 from src.evaluation.schema import DOWNSTREAM_ROWS, Sim2Real
 from src.evaluation.sim2real import evaluate_translation
 from src.evaluation.sr import DATA_RANGE
-from src.pretrained import weight_file
+from src.pretrained import encoder_weights_file, weight_file
 from src.stage import run_stage
 from src.training.artifacts import load_segmenter
 from src.training.checkpoint import load_weights
@@ -76,12 +76,11 @@ def score_sim2real(params: Params) -> dict:
 
     seeds = baselines_info["seeds"]
     translated_rows = tuple(f"translated_{source}" for source in translators)
-    encoder_file = weight_file(WEIGHTS_DIR, "resnet18", use="The downstream U-Net encoders") \
-        if recipe.encoder == "resnet18" else None
+    encoder_file = encoder_weights_file(WEIGHTS_DIR, recipe.encoder, use="The downstream U-Net encoders")
     trained = train_downstream({row: TrainingSet(renderings["train"][row], train["sim_labels"])
                                 for row in translated_rows},
-                               unet_builder(recipe, len(class_names), str(encoder_file) if encoder_file else None,
-                                            runtime), recipe, ev.downstream_steps, seeds, train_runtime)
+                               unet_builder(recipe, len(class_names), encoder_file, runtime), recipe,
+                               ev.downstream_steps, seeds, train_runtime)
     check_same({str(BASELINES / "baselines.json"): baselines_info["encoder_init"],
                 "this stage's U-Nets": trained.encoder_init}, "the U-Net encoder init")
     counts = {**baseline_counts, **downstream_counts(trained.models, test["real"], test["real_labels"],

@@ -37,6 +37,17 @@ def weight_file(weights_dir: Path | str, name: str, use: str) -> Path | None:
     return None
 
 
+def encoder_weights_file(weights_dir: Path | str, encoder: str, use: str) -> str | None:
+    """The ImageNet weights file of a U-Net encoder (`segmenter.encoder`), or None for a random init.
+
+    Only ResNet-18's weights are fetched by the `weights` stage; other encoders start from random weights,
+    which build_unet records as "<encoder>_random_init"."""
+    if encoder != "resnet18":
+        return None
+    path = weight_file(weights_dir, encoder, use)
+    return None if path is None else str(path)
+
+
 def perceptual_loss(weights_dir: Path | str, layers: list[str] | tuple[str, ...], use: str) -> tuple[VGGPerceptualLoss, str]:
     """(VGGPerceptualLoss on `layers`, backbone name): ImageNet VGG19 when the `weights` stage
     found it, else the recorded random-init fallback (`vgg19_random_init`)."""

@@ -11,7 +11,7 @@ from src.augment.randomization import randomized_images
 from src.config import Params, SegmenterConfig, as_dict
 from src.data.prepared import PREPARED, load_meta, open_split
 from src.models.segmenter import build_unet
-from src.pretrained import weight_file
+from src.pretrained import encoder_weights_file
 from src.stage import run_stage
 from src.training.checkpoint import save_weights
 from src.training.data import monitoring_slices
@@ -62,10 +62,9 @@ def fit_and_save(params: Params, dist) -> dict:
     class_names = list(load_meta(SIM2REAL / "meta.json")["class_names"])
     train_data = open_split(SIM2REAL / "train", ("sim", "sim_labels"))  # memory maps: batches read their own slices
 
-    encoder_file = weight_file(WEIGHTS_DIR, cfg.encoder, use=f"The U-Net {cfg.encoder} encoder") \
-        if cfg.encoder == "resnet18" else None
+    encoder_file = encoder_weights_file(WEIGHTS_DIR, cfg.encoder, use=f"The U-Net {cfg.encoder} encoder")
     model, encoder_weights = build_unet(cfg.encoder, cfg.encoder_depth, cfg.decoder_channels, len(class_names),
-                                        str(encoder_file) if encoder_file else None)
+                                        encoder_file)
     model = runtime.place(model)
     render = training_render(cfg, len(class_names) - 1)
     trained_on = "randomized images of the sim train labels" if render else "sim train slices"

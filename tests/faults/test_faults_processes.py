@@ -146,23 +146,19 @@ def _fresh_run_interrupted(root: Path, sig: int) -> tuple[subprocess.Popen, str]
     return proc, log.read_text()
 
 
-def test_ctrl_c_before_the_first_checkpoint_of_a_fresh_run_keeps_the_previous_run(sr_run):
-    keep = (str(SR_OUT / "checkpoint/last.pt"), str(SR_OUT / "live"), str(SR_OUT / "g_gan.pt"))
-    before = snapshot(sr_run, *keep)
-    proc, out = _fresh_run_interrupted(sr_run, signal.SIGINT)
-    assert proc.returncode == 130, out[-3000:]
-    assert "error: train_sr: interrupted" in out, out[-3000:]
-    assert snapshot(sr_run, *keep) == before and leftovers(sr_run) == []
-
-
-def test_sigterm_before_the_first_checkpoint_of_a_fresh_run_keeps_the_previous_run(sr_run):
+@pytest.mark.parametrize("sig, code, message", [
+    (signal.SIGINT, 130, "error: train_sr: interrupted"),
     # docker stop, Slurm and CI time limits and `timeout` send SIGTERM: cleaned up like Ctrl-C, exit 128 + 15.
+    (signal.SIGTERM, 143, "error: train_sr: terminated (SIGTERM)"),
+], ids=["ctrl_c", "sigterm"])
+def test_interrupt_before_the_first_checkpoint_of_a_fresh_run_keeps_the_previous_run(sr_run, sig, code, message):
     keep = (str(SR_OUT / "checkpoint/last.pt"), str(SR_OUT / "live"), str(SR_OUT / "g_gan.pt"))
     before = snapshot(sr_run, *keep)
-    proc, out = _fresh_run_interrupted(sr_run, signal.SIGTERM)
-    assert proc.returncode == 143, out[-3000:]
-    assert "error: train_sr: terminated (SIGTERM)" in out, out[-3000:]
-    assert "Traceback" not in out, out[-3000:]
+    proc, out = _fresh_run_interrupted(sr_run, sig)
+    assert proc.returncode == code, out[-3000:]
+    assert message in out, out[-3000:]
+    if sig == signal.SIGTERM:
+        assert "Traceback" not in out, out[-3000:]
     assert snapshot(sr_run, *keep) == before and leftovers(sr_run) == []
 
 
