@@ -55,10 +55,11 @@ def score_sim2real(params: Params) -> dict:
     seed_everything(params.seed)
     runtime = make_runtime(ev.device, amp=False, key="evaluate.device")
     train_runtime = make_runtime(ev.device, params.train.amp, key="evaluate.device")
-    # Fail fast on a missing or mismatched model or part before minutes of segmenter training.
-    translators = {source: runtime.place(load_translator(path, source)) for source, path in TRANSLATORS.items()}
+    # Fail fast on missing data or a missing or mismatched model or part before minutes of segmenter training;
+    # the data first: without a sim-to-real split (inputs without labels) no translator can ever exist.
     meta = load_meta(SIM2REAL / "meta.json")
     class_names = list(meta["class_names"])
+    translators = {source: runtime.place(load_translator(path, source)) for source, path in TRANSLATORS.items()}
     baselines_info = _read_baselines(params, class_names)
     baseline_counts = load_counts(BASELINES / COUNTS_FILE, tuple(baselines_info["rows"]), "baselines")
     judge, _ = load_segmenter(BASELINES / "judge.pt", "baselines")

@@ -375,3 +375,31 @@ def test_read_manifest_of_missing_folder_says_to_run_the_weights_stage(tmp_path)
         read_manifest(tmp_path / "pipeline" / "weights")
     assert "manifest.json" in str(error.value)
     assert "repro weights" in str(error.value)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"{\"vgg19\": ", "not valid JSON"),
+    (b"[]", "holds [], not a JSON object"),
+    (b"{\"vgg19\": \"available\"}", "the entry 'vgg19' holds \"available\", not a JSON object"),
+], ids=["cut_short", "a_list", "entry_not_an_object"])
+def test_read_manifest_that_is_not_an_object_of_entries_names_the_file(tmp_path, content, message):
+    (tmp_path / "manifest.json").write_bytes(content)
+    with pytest.raises(ValueError) as error:
+        read_manifest(tmp_path)
+    assert str(error.value).startswith(f"{tmp_path / 'manifest.json'}: ") and message in str(error.value)
+    assert "`dvc repro -f weights`" in str(error.value)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"status": "available", "source": "params"}, "the available entry 'resnet18' lacks the key 'file'"),
+    ({"status": "unavailable"}, "the unavailable entry 'resnet18' lacks the key 'reason'"),
+    ({"file": "resnet18.pth"}, "the entry 'resnet18' has status null"),
+    ({"status": "found", "file": "resnet18.pth"}, "the entry 'resnet18' has status \"found\""),
+], ids=["available_without_file", "unavailable_without_reason", "no_status", "unknown_status"])
+def test_weight_file_of_an_entry_without_what_it_needs_names_the_key(tmp_path, entry, message):
+    # Was a KeyError traceback from inside the stage.
+    write_manifest(tmp_path, {"resnet18": entry})
+    with pytest.raises(ValueError) as error:
+        weight_file(tmp_path, "resnet18", use="The U-Net encoder")
+    assert str(error.value).startswith(f"{tmp_path / 'manifest.json'}: ") and message in str(error.value)
+    assert "`dvc repro -f weights`" in str(error.value)
