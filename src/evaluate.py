@@ -6,6 +6,11 @@ changed params touch: `baselines` (the downstream U-Nets no translator changes, 
 rows). This stage checks that the parts agree (feature space, seeds, test data) and writes metrics.json (schema:
 src/evaluation/schema.py), headline.json (for `dvc exp show`), per_slice.csv, plots/ (interval charts, SR
 reliability) and examples/, in seconds.
+
+The outputs are published as one set (src/atomic.py, `staged_set`): a failure or kill leaves the previous set or
+the new one, never a mix. A copy of the last published set is kept in pipeline/.evaluate-previous/ and put back
+when a run fails (DVC deletes the outputs before running the stage, and the `cache: false` ones are in no DVC
+cache). One run at a time: pipeline/.evaluate.lock.
 """
 
 from __future__ import annotations
@@ -14,14 +19,19 @@ import shutil
 import sys
 from pathlib import Path
 
-from src.atomic import staged_dir, write_text
+from src.atomic import keeping_previous, staged_set
 from src.config import Params
 from src.evaluation import per_slice, plots, schema
 from src.evaluation.parts import check_same, read_part
 from src.evaluation.protocol import build_protocol
 from src.stage import run_stage
+from src.training.lock import output_lock
 
 OUT = Path("pipeline/evaluate")
+# dvc.yaml's outputs of the stage, in the order they are renamed into place (the set is committed before).
+OUTPUTS = ("examples", "per_slice.csv", "plots/estimates.json", "plots/differences.json", "plots/reliability.json",
+           "headline.json", "metrics.json")
+LOCK = Path("pipeline/.evaluate.lock")  # beside pipeline/evaluate, so that the folder holds only outputs
 SR_PART = Path("pipeline/evaluate_sr")
 SIM2REAL_PART = Path("pipeline/evaluate_sim2real")
 SR_KEYS = ("sr", "n_test", "scale", "data_range", "feature_space", "distribution_features", "perceptual_loss_sr", "wall_time_s")
@@ -30,10 +40,27 @@ SIM2REAL_KEYS = ("sim2real", "n_test", "class_names", "feature_space", "distribu
                  "baselines_wall_time_s")
 DESCRIPTION = (
     "Assemble the evaluation. Reads pipeline/evaluate_sr/ and pipeline/evaluate_sim2real/ (part.json, "
-    "per_slice.json, examples/, reliability.json) and params.yaml (seed, evaluate: the protocol section). Writes pipeline/evaluate/: metrics.json, headline.json, per_slice.csv, plots/*.json, examples/.")
+    "per_slice.json, examples/, reliability.json) and params.yaml (seed, evaluate: the protocol section). Writes pipeline/evaluate/: metrics.json, headline.json, per_slice.csv, plots/*.json, examples/, "
+    "all together; keeps a copy of them in pipeline/.evaluate-previous/, put back when a run fails.")
 
 
 def assemble(params: Params) -> dict:
+    # The lock first: a second run must fail before it touches anything, the previous set included.
+    with output_lock(LOCK, "evaluate", OUT, why="two runs would publish a mix of each other's outputs"), \
+            keeping_previous(OUT, OUTPUTS):
+        metrics, files, examples = assembled(params)
+        with staged_set(OUT, OUTPUTS) as staging:
+            (staging / "examples").mkdir()
+            for png in examples:
+                shutil.copyfile(png, staging / "examples" / png.name)
+            (staging / "plots").mkdir()
+            for name, text in files.items():
+                (staging / name).write_text(text, encoding="utf-8")
+    return {"wall_time_s": metrics.wall_time_s}
+
+
+def assembled(params: Params) -> tuple[schema.Metrics, dict[str, str], list[Path]]:
+    """The metrics, {output file: its text} for every output but examples/, and the example PNGs of the parts."""
     sr_part, sr_rows = read_part(SR_PART, "evaluate_sr", SR_KEYS)
     s2r_part, s2r_rows = read_part(SIM2REAL_PART, "evaluate_sim2real", SIM2REAL_KEYS)
     parts = {str(SR_PART / "part.json"): sr_part, str(SIM2REAL_PART / "part.json"): s2r_part}
@@ -59,14 +86,8 @@ def assemble(params: Params) -> dict:
                "plots/differences.json": plots.to_json(plots.difference_points(metrics)),
                "plots/reliability.json": (SR_PART / "reliability.json").read_text(),
                "headline.json": schema.headline(metrics), "metrics.json": schema.to_json(metrics)}
-    with staged_dir(OUT / "examples") as examples:
-        for part in (SR_PART, SIM2REAL_PART):
-            for png in sorted((part / "examples").glob("*.png")):
-                shutil.copyfile(png, examples / png.name)
-    (OUT / "plots").mkdir(exist_ok=True)
-    for name, text in outputs.items():
-        write_text(OUT / name, text)
-    return {"wall_time_s": metrics.wall_time_s}
+    examples = [png for part in (SR_PART, SIM2REAL_PART) for png in sorted((part / "examples").glob("*.png"))]
+    return metrics, outputs, examples
 
 
 def main(argv: list[str] | None = None) -> int:

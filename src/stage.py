@@ -2,13 +2,15 @@
 
 A stage module defines its recipe (`run(params) -> summary`) and ends with
 `sys.exit(run_stage(...))`; an expected failure (bad params, missing or corrupt input,
-a training run that cannot recover) prints one `error: ...` line naming the culprit and
-exits 1, with nothing half-written (each stage writes through `src.atomic`).
+a training run that cannot recover, any failed system call: a full disk, a read-only file system, an
+I/O error) prints one `error: ...` line naming the culprit and exits 1, with nothing half-written (each
+stage writes through `src.atomic`).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
 import sys
@@ -19,8 +21,8 @@ from src.config import ConfigError, Params, load_params
 
 log = logging.getLogger("stage")
 
-# Failures a user can act on: each carries a message naming the file, key or stage. Anything
-# else (a shape mismatch, an out-of-memory error, a bug) keeps its traceback.
+# Failures a user can act on: each carries a message naming the file, key or stage; so does every OSError
+# (`describe_os_error`). Anything else (a shape mismatch, an out-of-memory error, a bug) keeps its traceback.
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, ValueError)
 
 
@@ -32,6 +34,23 @@ class Terminated(KeyboardInterrupt):
 
 def _terminate(signum: int, frame) -> None:
     raise Terminated
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def describe_os_error(err: OSError) -> str:
+    """`<path>: <reason>` for a failed system call (both paths of a rename or link); a full disk or quota says so
+    and what to do. An OSError raised with a message of its own (`FileNotFoundError("x: not found (...)")`) is
+    that message."""
+    if err.errno is None or not err.strerror:
+        return str(err)
+    where = " -> ".join(str(name) for name in (err.filename, err.filename2) if name is not None)
+    reason = err.strerror
+    if err.errno in DISK_FULL:
+        reason = (f"the disk is full ({reason}); free space and run the stage again (outputs are as their last "
+                  f"complete write left them)")
+    return f"{where}: {reason}" if where else reason
 
 
 def run_stage(name: str, description: str, recipe: Callable[..., Any], argv: list[str] | None = None,
@@ -60,6 +79,10 @@ def run_stage(name: str, description: str, recipe: Callable[..., Any], argv: lis
         else None
     try:
         summary = recipe(load_params(args.params) if reads_params else None, **extra)
+    except OSError as err:  # any system call (a full disk, a read-only file system, EIO, ELOOP, EACCES): by now
+        # the stage's context managers have removed its staging folders and temporary files
+        print(f"error: {name}: {describe_os_error(err)}", file=sys.stderr)
+        return 1
     except (*EXPECTED_ERRORS, *expected) as err:
         print(f"error: {name}: {err}", file=sys.stderr)
         return 1

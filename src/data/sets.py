@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.atomic import write_json
+from src.atomic import reserved_memmap, write_json
 from src.config import DataConfig, as_dict
 from src.data import mr_simulator
 from src.data.classical import classical_rendering, fit_classical
@@ -60,7 +60,7 @@ def sr_sets_into(folder: Path, parts: Sets, data: DataConfig, rng: np.random.Gen
         n, size, lr_size = len(hr), hr.shape[-1], hr.shape[-1] // data.scale
         (folder / split).mkdir()
         shapes = {"hr": (n, 1, size, size), "lr": (n, 1, lr_size, lr_size), "naive": (n, 1, size, size)}
-        files = {k: np.lib.format.open_memmap(folder / split / f"{k}.npy", "w+", np.float32, shape)
+        files = {k: reserved_memmap(folder / split / f"{k}.npy", np.float32, shape)  # not sparse: see reserved_memmap
                  for k, shape in shapes.items()}
         for start in range(0, n, CHUNK):
             for key, array in sr_set(np.array(hr[start:start + CHUNK]), data, rng).items():

@@ -53,10 +53,13 @@ def read_part(folder: Path, stage: str, keys: tuple[str, ...]) -> tuple[dict[str
 def save_counts(path: Path, counts: Counts) -> None:
     """{row: (numerators, denominators)} as one .npz (`<row>/num`, `<row>/den`), written atomically."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **{f"{row}/{part}": array for row, pair in counts.items()
-                       for part, array in zip(("num", "den"), pair)})
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{f"{row}/{part}": array for row, pair in counts.items()
+                           for part, array in zip(("num", "den"), pair)})
+        tmp.replace(path)
+    finally:  # a full disk half-way leaves no temporary file
+        tmp.unlink(missing_ok=True)
 
 
 def load_counts(path: Path, rows: tuple[str, ...], stage: str) -> Counts:

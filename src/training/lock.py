@@ -48,11 +48,12 @@ def _holder(fd: int) -> str:
 
 
 @contextmanager
-def output_lock(lock_path: Path, stage: str, writes: Path) -> Iterator[None]:
+def output_lock(lock_path: Path, stage: str, writes: Path,
+                why: str = "two trainers on one folder would overwrite each other's checkpoint") -> Iterator[None]:
     """Hold an exclusive lock on `lock_path` (created, holding our pid) while the block runs.
 
-    Raises OutputLockedError ("another <stage> (pid N) is writing <writes>") at once when another
-    process holds it. The lock is released when the block ends or the process dies.
+    Raises OutputLockedError ("another <stage> (pid N) is writing <writes>: ...; <why> (lock: <lock_path>)") at
+    once when another process holds it. The lock is released when the block ends or the process dies.
     """
     lock_path = Path(lock_path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ def output_lock(lock_path: Path, stage: str, writes: Path) -> Iterator[None]:
             pid = _holder(fd)
             raise OutputLockedError(
                 f"another {stage} (pid {pid}) is writing {writes}: wait for it to finish or stop it (kill {pid}); "
-                f"two trainers on one folder would overwrite each other's checkpoint (lock: {lock_path})") from None
+                f"{why} (lock: {lock_path})") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
