@@ -83,11 +83,21 @@ REFINER_CLAMP = "returning"
 RANDOMIZE = {"tissue_mean": [0.0, 1.0], "tissue_std": [0.0, 0.05], "t1_ordering": False, "bias_field_std": 0.15,
              "bias_field_grid": 4, "blur_sigma": [0.0, 1.0], "gamma_log_std": 0.15, "noise_std": [0.0, 0.03]}
 
-OLD = {"train.cyclegan.intensity_hidden": 0, "train.cyclegan.intensity_lr": 2.0e-4, "train.cyclegan.cycle_warmup_steps": 0}  # before this ablation
+# The discriminator and crops before the global D (64 px crops, a 34 px PatchGAN): pinned in every row
+# chosen before it, so a re-run means what the recorded row meant.
+LOCAL_D = {"train.cyclegan.crop_size": 64, "train.cyclegan.batch_size": 4, "train.cyclegan.d_layers": 2,
+           "train.cyclegan.d_downsample": 1}
+OLD = {**LOCAL_D, "train.cyclegan.intensity_hidden": 0, "train.cyclegan.intensity_lr": 2.0e-4,
+       "train.cyclegan.cycle_warmup_steps": 0}  # before this ablation
 NO_CONTENT = {"train.lambda_identity": 0.0, "train.lambda_percep": 0.0, "train.lambda_semantic": 0.0}
-BRANCH = {"train.cyclegan.intensity_hidden": 32, "train.cyclegan.intensity_lr": 2.0e-4}
+BRANCH = {**LOCAL_D, "train.cyclegan.intensity_hidden": 32, "train.cyclegan.intensity_lr": 2.0e-4}
 NOCOLOR = {"train.cyclegan.diffaugment": "translation,cutout"}   # D sees absolute intensities
-CHOSEN = {**BRANCH, **NO_CONTENT, **NOCOLOR, "train.cyclegan.cycle_warmup_steps": 150}  # = params.yaml at 300 steps
+CHOSEN = {**BRANCH, **NO_CONTENT, **NOCOLOR,
+          "train.cyclegan.cycle_warmup_steps": 150}  # = params.yaml at 300 steps, before the global D
+# Whole slices and a D with the brain's outline in view: a 70 px PatchGAN on the 2x average-pooled slice.
+GLOBAL_D = {**BRANCH, **NO_CONTENT, **NOCOLOR, "train.cyclegan.crop_size": 128, "train.cyclegan.batch_size": 1,
+            "train.cyclegan.d_layers": 3, "train.cyclegan.d_downsample": 2, "train.cyclegan.intensity_lr": 1.0e-3,
+            "train.cyclegan.cycle_warmup_steps": 400}
 FAST = {"train.cyclegan.intensity_lr": 3.0e-3}   # the branch's own lr (its weights must travel ~1)
 WARM = {"train.cyclegan.cycle_warmup_steps": 150}
 
@@ -128,6 +138,20 @@ RUNS: dict[str, dict] = {
     "chosen_semantic_t1seg": {"segmenter": "randomized_t1", "overrides": {**CHOSEN, "train.lambda_semantic": 1.0}},
     "branch_no_content_lr5e-4": {"overrides": {**BRANCH, **NO_CONTENT, "train.cyclegan.lr": 5.0e-4}},
     "branch_no_content_classical": {"source": "classical", "overrides": {**BRANCH, **NO_CONTENT}},
+    # The global discriminator (whole 128 px slices, 70 px PatchGAN on the 2x-pooled slice), 800 steps.
+    "global_d": {"overrides": {**GLOBAL_D}},
+    "global_d_classical": {"source": "classical", "overrides": {**GLOBAL_D}},
+    "global_d_branch_lr2e-4": {"overrides": {**GLOBAL_D, "train.cyclegan.intensity_lr": 2.0e-4}},
+    "global_d_batch2": {"overrides": {**GLOBAL_D, "train.cyclegan.batch_size": 2}},
+    # Controls: whole slices with the local 34 px D (is it the view or the slice?), and no intensity branch.
+    "fullslice_local_d": {"overrides": {**GLOBAL_D, "train.cyclegan.d_layers": 2, "train.cyclegan.d_downsample": 1}},
+    "global_d_no_branch": {"overrides": {**GLOBAL_D, "train.cyclegan.intensity_hidden": 0}},
+    # The cycle term held the pair at the monotone map at every weight tried (1, 2, 10) in a pointwise
+    # probe; the reversal came from the adversarial terms alone at steps 400-500. Delay the cycle term past it.
+    "global_d_cycle_delay450": {"overrides": {**GLOBAL_D, "train.cyclegan.cycle_delay_steps": 450,
+                                              "train.cyclegan.cycle_warmup_steps": 150,
+                                              "train.cyclegan.decay_start": 600}},
+    "global_d_semantic_randseg": {"segmenter": "randomized", "overrides": {**GLOBAL_D, "train.lambda_semantic": 1.0}},
     # The chosen defaults as params.yaml holds them (after the ablation).
     "default": {"overrides": {}},
     "default_classical": {"source": "classical", "overrides": {}},

@@ -97,7 +97,8 @@ def cyclegan_parts(params: Params, runtime: Runtime, cfg, percep: bool, semantic
                                 gan_loss=cfg.gan_loss, policy=policy)
     nets = CycleGANNets(
         *(runtime.place(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks, cfg.residual)) for _ in range(2)),
-        *(runtime.place(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm))
+        *(runtime.place(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm,
+                                            downsample=cfg.d_downsample))
           for _ in range(2)))
     optimizers = CycleGANOptimizers(
         torch.optim.Adam([*nets.g_sim2real.parameters(), *nets.g_real2sim.parameters()], cfg.lr, betas=cfg.betas),

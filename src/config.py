@@ -177,8 +177,12 @@ class SegmenterConfig:
 
 
 def _check_patch_d(cfg: SRTrainConfig | CycleGANTrainConfig) -> None:
-    _require(cfg.crop_size % 2 ** cfg.d_layers == 0, "crop_size",
-             f"must be divisible by 2**d_layers = {2 ** cfg.d_layers}, got {cfg.crop_size}")
+    downsample = getattr(cfg, "d_downsample", 1)
+    factor = downsample * 2 ** cfg.d_layers
+    what = f"d_downsample * 2**d_layers = {factor}" if downsample > 1 else f"2**d_layers = {factor}"
+    _require(cfg.crop_size % factor == 0, "crop_size", f"must be divisible by {what}, got {cfg.crop_size}")
+    _require(cfg.crop_size >= 3 * factor, "crop_size",
+             f"must be >= 3 * {what} (a PatchGAN map of at least 1x1), got {cfg.crop_size}")
 
 
 @frozen_section
@@ -231,9 +235,11 @@ class CycleGANTrainConfig:
     reconstruction_beta: NonNegFloat  # cycle/identity loss: Huber with this beta; 0 = plain L1
     d_channels: PosInt
     d_layers: PosInt
+    d_downsample: PosInt   # D average-pools its input by this factor first (global scale, pix2pixHD)
     steps: PosInt
     decay_start: NonNegInt
     cycle_warmup_steps: NonNegInt  # lambda_cycle ramps linearly from 0 over these steps; 0 = full weight from the start
+    cycle_delay_steps: NonNegInt   # lambda_cycle is 0 for these first steps, then the ramp starts
     lr: PosFloat
     betas: Betas
     gan_loss: GanLoss
@@ -253,6 +259,9 @@ class CycleGANTrainConfig:
                  f"must be in [0, train.cyclegan.steps = {self.steps}], got {self.decay_start}")
         _require(self.cycle_warmup_steps <= self.steps, "cycle_warmup_steps",
                  f"must be in [0, train.cyclegan.steps = {self.steps}], got {self.cycle_warmup_steps}")
+        _require(self.cycle_delay_steps + self.cycle_warmup_steps <= self.steps, "cycle_delay_steps",
+                 f"+ cycle_warmup_steps must be <= train.cyclegan.steps = {self.steps}, got "
+                 f"{self.cycle_delay_steps} + {self.cycle_warmup_steps}")
         _require(self.intensity_hidden == 0 or self.residual, "intensity_hidden",
                  f"needs the refiner (train.cyclegan.residual: true), got {self.intensity_hidden} with residual false")
         return self

@@ -51,15 +51,23 @@ def linear_decay(steps: int, decay_start: int):
     return lambda step: 1.0 - max(0, step - decay_start) / max(1, steps - decay_start)
 
 
-def cycle_ramp(warmup_steps: int):
-    """Weight factor of the cycle loss: 0 at step 0, linear to 1 at `warmup_steps` (0: always 1).
+def cycle_ramp(warmup_steps: int, delay_steps: int = 0):
+    """Weight factor of the cycle loss: 0 until `delay_steps`, then linear to 1 over `warmup_steps`
+    (warmup 0: a step from 0 to 1 at the delay).
 
     Both refiners start at the identity, where the cycle loss is already ~0 and plain L1 charges
     lambda_cycle * |move| for any move at once: the adversarial gradient alone cannot leave the
     start. Ramping the weight lets g_sim2real first move towards the real contrast, and the cycle
-    term then ties g_real2sim to it.
+    term then ties g_real2sim to it. Across contrasts the move must reverse the tissue order, and
+    on the way two tissues pass through one intensity, where no inverse exists: at any cycle
+    weight (1 and 2 measured as well as 10) the pair stays at the monotone map. The delay leaves
+    the reversal to the adversarial terms alone before the cycle term holds the pair together.
     """
-    return lambda step: 1.0 if warmup_steps == 0 else min(1.0, step / warmup_steps)
+    def factor(step: int) -> float:
+        if step < delay_steps:
+            return 0.0
+        return 1.0 if warmup_steps == 0 else min(1.0, (step - delay_steps) / warmup_steps)
+    return factor
 
 
 def generator_param_groups(generators: list[ResnetGenerator], lr: float, intensity_lr: float) -> list[dict]:
@@ -121,7 +129,8 @@ def train(params: Params, source: str = "classical", out: Path | None = None,
     networks = CycleGANNets(  # built in this order from the seed: g_sim2real, g_real2sim, d_real, d_sim
         *(runtime.place(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks, cfg.residual, cfg.intensity_hidden))
           for _ in range(2)),
-        *(runtime.place(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm))
+        *(runtime.place(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm,
+                                            downsample=cfg.d_downsample))
           for _ in range(2)))
     nets = CycleGANNets(**{name: dist.wrap(net, runtime.device) for name, net in vars(networks).items()})
     optimizers = CycleGANOptimizers(
@@ -131,7 +140,7 @@ def train(params: Params, source: str = "classical", out: Path | None = None,
     critics = CycleGANCritics(ImagePool(cfg.pool_size, torch.Generator().manual_seed(params.seed + 1)),
                               ImagePool(cfg.pool_size, torch.Generator().manual_seed(params.seed + 2)),
                               perceptual, segmenter, settings)
-    cycle_weight = cycle_ramp(cfg.cycle_warmup_steps)
+    cycle_weight = cycle_ramp(cfg.cycle_warmup_steps, cfg.cycle_delay_steps)
     schedulers = {name: torch.optim.lr_scheduler.LambdaLR(opt, linear_decay(cfg.steps, cfg.decay_start))
                   for name, opt in (("g", optimizers.g), ("d", optimizers.d))}
     seed_rank_streams(params.seed, dist.rank)  # each rank's own DiffAugment draws

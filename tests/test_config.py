@@ -146,7 +146,10 @@ RANGE_CASES = [
     ("segmenter.batch_size", 0), ("segmenter.crop_size", 60), ("segmenter.lr", 0.0),
     ("segmenter.randomization.tissue_mean", [1.0, 0.0]), ("segmenter.randomization.bias_field_grid", 1),
     ("segmenter.randomization.noise_std", [-0.1, 0.0]), ("train.cyclegan.cycle_warmup_steps", 10_000),
-    ("train.cyclegan.cycle_warmup_steps", -1),
+    ("train.cyclegan.cycle_warmup_steps", -1), ("train.cyclegan.cycle_delay_steps", -1),
+    ("train.cyclegan.cycle_delay_steps", 10_000),
+    # d_downsample 2 x 2**3 = 16: 136 is not a multiple; 32 leaves the pooled crop no 1x1 map; 0 is no factor.
+    ("train.cyclegan.d_downsample", 0), ("train.cyclegan.crop_size", 136), ("train.cyclegan.crop_size", 32),
     *[(f"train.{gan}.{name}", value) for gan in ("sr", "cyclegan") for name, value in [
         ("gan_loss", "wgan"), ("batch_size", 0), ("log_every", 0), ("sample_every", 0), ("checkpoint_every", 0),
         ("betas", [0.9, 1.0]), ("betas", [-0.1, 0.9]), ("vgg_layers", []), ("d_layers", 0), ("crop_size", 66),

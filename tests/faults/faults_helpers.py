@@ -160,6 +160,7 @@ def s2r_tree(root: Path, steps: int = 20, checkpoint_every: int = 10) -> Path:
                             crop_size=16)
     raw["train"].update(device="cpu", amp=False)
     raw["train"]["cyclegan"].update(crop_size=16, batch_size=1, g_blocks=1, g_channels=4, d_channels=4, d_layers=2,
+                                    d_downsample=1,
                                     steps=steps, decay_start=0, pool_size=2, log_every=5, sample_every=1000,
                                     checkpoint_every=checkpoint_every, cycle_warmup_steps=steps // 2)
     write_params(root, raw)

@@ -95,6 +95,39 @@ def test_patch_discriminator_measured_receptive_field():
     assert rows.max() - rows.min() + 1 >= PATCHGAN_70_FIELD - 2
 
 
+def test_patch_discriminator_downsample_judges_the_average_pooled_image_with_the_same_weights():
+    torch.manual_seed(0)
+    local = PatchDiscriminator(channels=4, n_layers=3, spectral_norm=False, norm="none")
+    torch.manual_seed(0)
+    global_ = PatchDiscriminator(channels=4, n_layers=3, spectral_norm=False, norm="none", downsample=2)
+    # Same parameter names and shapes: the pooling is not a layer, checkpoints stay interchangeable.
+    assert {k: v.shape for k, v in local.state_dict().items()} == {k: v.shape for k, v in global_.state_dict().items()}
+    images = _images((2, 1, 128, 128))
+    pooled = images.reshape(2, 1, 64, 2, 64, 2).mean(dim=(3, 5))  # 2x2 block means, written out by hand
+    torch.testing.assert_close(global_(images), local(pooled))
+    assert global_(images).shape == (2, 1, 6, 6)
+
+
+def test_patch_discriminator_downsample_widens_the_receptive_field():
+    torch.manual_seed(0)
+    d = PatchDiscriminator(channels=4, n_layers=3, spectral_norm=False, norm="none", downsample=2)
+    images = _images((1, 1, 256, 256)).requires_grad_(True)
+    d(images)[0, 0, 7, 7].backward()
+    rows = images.grad[0, 0].abs().sum(dim=1).nonzero()
+    span = rows.max() - rows.min() + 1
+    assert 2 * (PATCHGAN_70_FIELD - 2) <= span <= 2 * PATCHGAN_70_FIELD
+
+
+def test_patch_discriminator_downsample_size_errors():
+    d = PatchDiscriminator(channels=4, n_layers=3, spectral_norm=False, downsample=2)
+    with pytest.raises(ValueError, match="divisible by downsample"):
+        d(_images((1, 1, 72, 72)))   # divisible by 8, not by 16
+    with pytest.raises(ValueError, match="too small"):
+        d(_images((1, 1, 32, 32)))   # 16 px after pooling: no 1x1 map
+    with pytest.raises(ValueError, match="downsample must be >= 1"):
+        PatchDiscriminator(downsample=0)
+
+
 def test_patch_discriminator_spectral_norm_and_norm_choice():
     with_sn = PatchDiscriminator(channels=8, n_layers=3, spectral_norm=True)
     convs = [m for m in with_sn.modules() if isinstance(m, nn.Conv2d)]

@@ -170,3 +170,5 @@ def test_cycle_ramp():
 
     assert [cycle_ramp(0)(s) for s in (0, 5)] == [1.0, 1.0]
     assert [cycle_ramp(4)(s) for s in (0, 1, 4, 9)] == [0.0, 0.25, 1.0, 1.0]
+    assert [cycle_ramp(4, delay_steps=10)(s) for s in (0, 9, 10, 11, 14, 20)] == [0.0, 0.0, 0.0, 0.25, 1.0, 1.0]
+    assert [cycle_ramp(0, delay_steps=3)(s) for s in (0, 2, 3)] == [0.0, 0.0, 1.0]
