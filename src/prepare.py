@@ -12,7 +12,8 @@ read and sliced by data.workers processes, and the slices go through memory-mapp
     data/prepared/sr/{train,val,test}/<key>.npy, meta.json        HR / LR / naive upsampling pairs
     data/prepared/sim2real/{train,val,test}/<key>.npy, meta.json  sim and real slices with labels
                                                             (without labels only meta.json, saying why)
-    data/prepared/manifest.json    inputs with sha256, volumes, splits, outputs, resolved params
+    data/prepared/manifest.json    inputs with sha256, volumes (spacing and orientation read, resampling),
+                                   splits, outputs, resolved params
     pipeline/prepare/preview.png   a few test slices of every set
 """
 

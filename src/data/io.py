@@ -15,11 +15,19 @@ back as (W, H, 1). NIfTI volumes are RAS after canonical reorientation, so axes 
 flipped to make them run top-to-bottom like image rows: an axial slice then shows anterior at
 the top, a coronal or sagittal one superior at the top, and `data.axes` keeps its RAS meaning
 (0 sagittal, 1 coronal, 2 axial). Intensities are not rescaled (DICOM rescale slope/intercept
-are applied by the reader).
+are applied by the reader); complex voxels become their magnitude (`_as_float32`).
+
+Geometry is read, not assumed: `read_input` returns with the voxels a `ReadInfo` holding the
+voxel spacing in mm along the array's axes (NIfTI: the reoriented affine; DICOM: PixelSpacing
+and the slice positions) and the orientation codes (nibabel.aff2axcodes) of the file and of the
+array; prepare makes slices with non-square pixels square from it (src/data/stacks.py). A DICOM
+series whose files differ in ImageOrientationPatient or PixelSpacing (a multi-plane localizer
+under one SeriesInstanceUID) is refused: no single volume holds it.
 
 Every failure is a `DataError` whose message starts with the offending path, so a user can
 find the file: unreadable/corrupt/truncated files, unsupported types, empty or missing
-folders, non-finite voxels, label problems, shape mismatches, too-small images. A NIfTI
+folders, non-finite voxels, finite voxels beyond float32's range, label problems, shape
+mismatches, too-small images. A NIfTI
 header is checked against the file's size and against a memory limit before any voxel is
 read (`check_nifti`): a 100-byte file declaring an 8 GiB volume is refused, not allocated.
 """
@@ -28,22 +36,47 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pydicom
 from monai.data import NibabelReader, PILReader, PydicomReader
+from nibabel.affines import voxel_sizes
 from pydicom.pixels import apply_rescale
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 DICOM_SUFFIXES = (".dcm",)
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 SUPPORTED = NIFTI_SUFFIXES + DICOM_SUFFIXES + IMAGE_SUFFIXES
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+XYZ_UNIT_MM = {"meter": 1000.0, "mm": 1.0, "micron": 0.001}  # NIfTI xyzt_units; "unknown" is read as mm
+DICOM_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # DICOM's patient axes are LPS, nibabel's codes RAS
 
 
 class DataError(ValueError):
     """An input data problem; the message starts with the offending file or folder path."""
+
+
+@dataclass(frozen=True)
+class ReadInfo:
+    """What a reader found about an input besides its voxels.
+
+    spacing_mm: voxel size in mm along the loaded array's axes 0, 1, 2; None where the file does
+        not say (a PNG, a DICOM slice without SliceThickness, a zero pixdim).
+    orientation: direction codes (nibabel.aff2axcodes: the positive end of each axis, R/L, A/P,
+        S/I) of the file's own voxel axes; array_orientation: the same for the array as loaded
+        (NIfTI: RPI, see the array convention above; DICOM: as the file).
+    spacing_source: where the spacing was read. magnitude: the voxels were complex and their
+        magnitude was taken.
+    """
+
+    spacing_mm: tuple[float | None, float | None, float | None] = (None, None, None)
+    orientation: str | None = None
+    array_orientation: str | None = None
+    spacing_source: str = "not read"
+    magnitude: bool = False
 
 
 def _suffix(path: Path) -> str:
@@ -141,12 +174,143 @@ def check_nifti(path: Path, max_mib: float | None = None) -> None:
                         f"{'x'.join(map(str, shape))} volume of {dtype} needing {needed:,}")
 
 
-def read_series(folder: Path) -> np.ndarray:
-    """One DICOM series folder as a float32 array (cols, rows, slices), rescale slope/intercept applied.
+def _as_float32(array: np.ndarray, path: Path) -> tuple[np.ndarray, bool]:
+    """The voxels as float32, and whether they were complex (their magnitude is then taken, in float64).
+
+    A cast would keep a complex voxel's real part, which depends on the reconstruction's arbitrary
+    phase: the image is the magnitude. A finite value beyond float32's range is refused, not rescaled:
+    no MR intensity is that large, so it means a corrupt file or intensity scaling (NIfTI scl_slope,
+    DICOM RescaleSlope). Rescaling would hide that and would not rescue the volume: the Otsu mask and
+    the percentile window are taken from the values as read, and a few 1e300 voxels make both
+    meaningless (or squeeze every real intensity to 0 in float32).
+    """
+    magnitude = bool(np.iscomplexobj(array))
+    if magnitude:
+        array = np.abs(array, dtype=np.float64)  # float64: complex64 near float32's max has a larger magnitude
+    if array.dtype.kind == "f" and array.dtype.itemsize > 4:
+        beyond = np.isfinite(array) & (np.abs(array) > FLOAT32_MAX)
+        if beyond.any():
+            raise DataError(f"{path}: {int(beyond.sum())} of {array.size} voxels hold finite values beyond float32's "
+                            f"range (largest magnitude {float(np.abs(array[beyond]).max()):.3g}, float32 holds up to "
+                            f"{FLOAT32_MAX:.3g}): no MR intensity is that large; the file or its intensity scaling "
+                            "(NIfTI scl_slope, DICOM RescaleSlope) is corrupt")
+    return np.asarray(array, dtype=np.float32), magnitude
+
+
+def _spacings(values) -> tuple[float | None, ...]:
+    """Spacings in mm (to 1e-6 mm), None for a missing, zero, negative or non-finite one: the file does not say."""
+    return tuple(round(float(v), 6) if v is not None and np.isfinite(v) and v > 0 else None for v in values)
+
+
+def _axcodes(affine: np.ndarray) -> str:
+    """nibabel.aff2axcodes as one string; `?` for an axis without a direction (a degenerate affine)."""
+    return "".join(code or "?" for code in nib.aff2axcodes(affine))
+
+
+def _nifti_info(image, meta: dict, flips: tuple[int, ...]) -> ReadInfo:
+    """Spacing along the reoriented (closest canonical RAS) array's axes, from its affine, in mm by the header's
+    xyz unit; direction codes of the file's affine and of the array once its `flips` axes are flipped."""
+    unit = XYZ_UNIT_MM.get(image.header.get_xyzt_units()[0], 1.0)
+    flip = np.diag([-1.0 if axis in flips else 1.0 for axis in range(3)] + [1.0])
+    return ReadInfo(spacing_mm=_spacings(voxel_sizes(meta["affine"]) * unit),
+                    orientation=_axcodes(meta["original_affine"]), array_orientation=_axcodes(meta["affine"] @ flip),
+                    spacing_source="NIfTI header (affine)")
+
+
+def _tag_values(ds, tag: str, path: Path) -> list[float] | None:
+    """The numbers of a DICOM tag (ImageOrientationPatient, PixelSpacing); None when the file has none."""
+    value = ds.get(tag)
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in np.atleast_1d(np.asarray(value, dtype=object))]
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: {tag} {value!r} is not a list of numbers") from None
+
+
+def _dicom_info(ds, path: Path, slice_mm: float | None, slice_sign: float, source: str) -> ReadInfo:
+    """The geometry of a (cols, rows, slices) array of DICOM pixels: spacing PixelSpacing[1] (between columns),
+    PixelSpacing[0] (between rows) and `slice_mm`; codes from ImageOrientationPatient, the slice axis running
+    along its normal times `slice_sign`."""
+    spacing = _tag_values(ds, "PixelSpacing", path)
+    col_mm, row_mm = (spacing[1], spacing[0]) if spacing is not None and len(spacing) == 2 else (None, None)
+    orientation = _tag_values(ds, "ImageOrientationPatient", path)
+    codes = None
+    if orientation is not None and len(orientation) == 6:
+        along_row, along_col = np.asarray(orientation[:3]), np.asarray(orientation[3:])
+        lps = np.eye(4)
+        lps[:3, :3] = np.column_stack([along_row, along_col, slice_sign * np.cross(along_row, along_col)])
+        codes = _axcodes(DICOM_LPS_TO_RAS @ lps)
+    return ReadInfo(spacing_mm=_spacings((col_mm, row_mm, slice_mm)), orientation=codes, array_orientation=codes,
+                    spacing_source=source if col_mm is not None else "none: the DICOM file has no PixelSpacing")
+
+
+def _stated_slice_spacing(ds) -> tuple[float | None, str]:
+    """A DICOM file's own slice spacing: SpacingBetweenSlices, else SliceThickness (blind to gaps), else unknown."""
+    for tag in ("SpacingBetweenSlices", "SliceThickness"):
+        if ds.get(tag) is not None:
+            return float(ds.get(tag)), f"DICOM PixelSpacing and {tag}"
+    return None, "DICOM PixelSpacing (slice spacing unknown)"
+
+
+def _position(ds) -> float:
+    """A slice's position along its normal (mm), from ImageOrientationPatient and ImagePositionPatient."""
+    row, col = np.asarray(ds.ImageOrientationPatient[:3], float), np.asarray(ds.ImageOrientationPatient[3:], float)
+    return float(np.dot(np.cross(row, col), np.asarray(ds.ImagePositionPatient, float)))
+
+
+def _placed(ds) -> bool:
+    return "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds
+
+
+def _series_info(slices: list) -> ReadInfo:
+    """The geometry of a sorted series of (file, dataset): the slice spacing is the median step between
+    neighbouring slices' positions, else what the first file states."""
+    first_file, first = slices[0]
+    if len(slices) > 1 and all(_placed(ds) for _, ds in slices):
+        step = float(np.median(np.diff([_position(ds) for _, ds in slices])))
+        if step != 0:
+            return _dicom_info(first, first_file, abs(step), float(np.sign(step)),
+                               "DICOM PixelSpacing and ImagePositionPatient")
+    slice_mm, source = _stated_slice_spacing(first)
+    return _dicom_info(first, first_file, slice_mm, 1.0, source)
+
+
+def _plane(orientation: list[float]) -> str:
+    """The plane an ImageOrientationPatient is closest to, by the largest component of its normal."""
+    normal = np.abs(np.cross(orientation[:3], orientation[3:]))
+    return ("sagittal", "coronal", "axial")[int(np.argmax(normal))]
+
+
+def _show(values: list[float] | None, tag: str) -> str:
+    if values is None:
+        return "(absent)"
+    text = "[" + ", ".join(f"{v:g}" for v in values) + "]"
+    return f"{text} ({_plane(values)})" if tag == "ImageOrientationPatient" and len(values) == 6 else text
+
+
+def _check_same_geometry(folder: Path, first_file: Path, first, f: Path, ds) -> None:
+    """DataError naming `f` when its plane or pixel spacing differs from the series' first file's: one
+    SeriesInstanceUID can hold several planes (a 3-plane localizer), and no single volume can."""
+    for tag in ("ImageOrientationPatient", "PixelSpacing"):
+        mine, theirs = _tag_values(ds, tag, f), _tag_values(first, tag, first_file)
+        if mine is None and theirs is None:
+            continue
+        if mine is None or theirs is None or len(mine) != len(theirs) or \
+                not np.allclose(mine, theirs, rtol=1e-4, atol=1e-4):
+            raise DataError(f"{f}: {tag} {_show(mine, tag)} differs from {first_file.name}'s {_show(theirs, tag)} "
+                            f"in one series (folder {folder}): its files do not stack into one volume (a multi-plane "
+                            "localizer?); give each plane and pixel size a series folder of its own")
+
+
+def read_series(folder: Path) -> tuple[np.ndarray, ReadInfo]:
+    """One DICOM series folder as a float32 array (cols, rows, slices), rescale slope/intercept applied, and
+    its geometry (`_series_info`).
 
     All or nothing: DataError naming the file when a file is not a DICOM image, belongs to
-    another SeriesInstanceUID, has neither an InstanceNumber nor a position (or repeats
-    another file's), or differs in size. A series is never read one slice short.
+    another SeriesInstanceUID, differs in ImageOrientationPatient or PixelSpacing, has neither
+    an InstanceNumber nor a position (or repeats another file's), or differs in size. A series
+    is never read one slice short.
     """
     files = _series_files(folder)
     slices = []
@@ -168,36 +332,33 @@ def read_series(folder: Path) -> np.ndarray:
             raise DataError(f"{f}: SeriesInstanceUID {ds.get('SeriesInstanceUID')} differs from {first_file.name}'s "
                             f"{series}: a series folder holds the files of one series; put each series in its own "
                             "folder")
+        _check_same_geometry(folder, first_file, first, f, ds)
         if (ds.Rows, ds.Columns) != (first.Rows, first.Columns):
             raise DataError(f"{f}: {ds.Rows}x{ds.Columns} pixels, but {first_file.name} has "
                             f"{first.Rows}x{first.Columns}: not one series")
     slices = sorted(slices, key=_slice_order_key(slices))
-    try:
-        planes = [np.asarray(apply_rescale(ds.pixel_array, ds), dtype=np.float32).T for _, ds in slices]
-    except Exception as err:  # noqa: BLE001 - undecodable pixel data
-        raise DataError(f"{folder}: cannot decode the pixel data of its DICOM files: {type(err).__name__}: {err}") \
-            from None
-    return np.stack(planes, axis=-1)
+    planes = []
+    for f, ds in slices:
+        try:
+            pixels = apply_rescale(ds.pixel_array, ds)
+        except Exception as err:  # noqa: BLE001 - undecodable pixel data
+            raise DataError(f"{folder}: cannot decode the pixel data of its DICOM files: {type(err).__name__}: "
+                            f"{err}") from None
+        planes.append(_as_float32(pixels, f)[0].T)
+    return np.stack(planes, axis=-1), _series_info(slices)
 
 
 def _slice_order_key(slices: list):
     """Sort key placing each (file, dataset) in the series: InstanceNumber when every file has one, else the
     position along the slice normal when every file has a position and orientation. DataError otherwise, or
     when two files share a place."""
-    def position(ds) -> float:
-        row, col = np.asarray(ds.ImageOrientationPatient[:3], float), np.asarray(ds.ImageOrientationPatient[3:], float)
-        return float(np.dot(np.cross(row, col), np.asarray(ds.ImagePositionPatient, float)))
-
-    def placed(ds) -> bool:
-        return "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds
-
     if all(ds.get("InstanceNumber") is not None for _, ds in slices):
         key, name = (lambda item: int(item[1].InstanceNumber)), "InstanceNumber"
-    elif all(placed(ds) for _, ds in slices):
-        key, name = (lambda item: position(item[1])), "position along the slice normal"
+    elif all(_placed(ds) for _, ds in slices):
+        key, name = (lambda item: _position(item[1])), "position along the slice normal"
     else:
         unnumbered = [f for f, ds in slices if ds.get("InstanceNumber") is None]
-        f = ([f for f, ds in slices if ds.get("InstanceNumber") is None and not placed(ds)] or unnumbered)[0]
+        f = ([f for f, ds in slices if ds.get("InstanceNumber") is None and not _placed(ds)] or unnumbered)[0]
         raise DataError(f"{f}: has no InstanceNumber (nor ImagePositionPatient with ImageOrientationPatient), so "
                         "its place in the series is unknown; every file of a series needs one")
     seen: dict = {}
@@ -216,7 +377,16 @@ def _grey(image):
     return image.convert("L")
 
 
-def _read(path: Path, max_mib: float | None = None) -> np.ndarray:
+def _dicom_file_info(ds, path: Path) -> ReadInfo:
+    """The geometry of one DICOM file: a 2-D image's from its tags. A multi-frame file's frames keep their
+    per-frame geometry in functional groups, which this reader does not follow: its spacing stays unknown."""
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        return ReadInfo(spacing_source="none: multi-frame DICOM file (per-frame geometry not read)")
+    slice_mm, source = _stated_slice_spacing(ds)
+    return _dicom_info(ds, path, slice_mm, 1.0, source)
+
+
+def _read(path: Path, max_mib: float | None = None) -> tuple[np.ndarray, ReadInfo]:
     if path.is_dir():
         return read_series(path)
     suffix = _suffix(path)
@@ -233,29 +403,39 @@ def _read(path: Path, max_mib: float | None = None) -> np.ndarray:
     if suffix in NIFTI_SUFFIXES:
         check_nifti(path, max_mib)
     try:
-        array, _ = reader.get_data(reader.read(path))
-        array = np.asarray(array, dtype=np.float32)
+        image = reader.read(path)
+        array, meta = reader.get_data(image)
+        array, magnitude = _as_float32(np.asarray(array), path)
+        flips = ()
+        if isinstance(reader, NibabelReader):
+            flips = tuple(a for a in (1, 2) if a < array.ndim)  # RAS -> rows run top-to-bottom (module docstring)
+            info = _nifti_info(image, meta, flips)
+        elif isinstance(reader, PydicomReader):
+            info = _dicom_file_info(image, path)
+        else:
+            info = ReadInfo(spacing_source="none: a 2-D image file carries no pixel spacing (square pixels assumed)")
     except DataError:
         raise
     except Exception as err:  # noqa: BLE001 - any reader failure means an unreadable file
         raise DataError(f"{path}: cannot read {kind} (corrupt, truncated or not this format): "
                         f"{type(err).__name__}: {err}") from None
-    if isinstance(reader, NibabelReader):
-        # RAS -> rows run top-to-bottom (see module docstring).
-        array = np.ascontiguousarray(np.flip(array, axis=tuple(a for a in (1, 2) if a < array.ndim)))
-    return array
+    if flips:
+        array = np.ascontiguousarray(np.flip(array, axis=flips))
+    return array, replace(info, magnitude=magnitude)
 
 
-def load_volume(path: Path | str, max_mib: float | None = None) -> np.ndarray:
-    """Read one input as a float32 3-D array (x-first; 2-D images as (W, H, 1)).
+def read_input(path: Path | str, max_mib: float | None = None) -> tuple[np.ndarray, ReadInfo]:
+    """Read one input as a float32 3-D array (x-first; 2-D images as (W, H, 1)) and its `ReadInfo`
+    (voxel spacing, orientation, whether complex voxels became their magnitude).
 
     Trailing singleton dimensions (a 4-D NIfTI with one frame) are dropped. Raises
     DataError (message starts with `path`) for unreadable files, other dimensionalities,
-    empty arrays and NaN/Inf voxels, and for a NIfTI file whose header declares more than
-    `max_mib` MiB as float32 (data.max_volume_mib) or more bytes than the file holds.
+    empty arrays, NaN/Inf voxels and finite voxels beyond float32's range, and for a NIfTI
+    file whose header declares more than `max_mib` MiB as float32 (data.max_volume_mib) or
+    more bytes than the file holds.
     """
     path = Path(path)
-    array = _read(path, max_mib)
+    array, info = _read(path, max_mib)
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim == 2:
@@ -267,7 +447,12 @@ def load_volume(path: Path | str, max_mib: float | None = None) -> np.ndarray:
     bad = ~np.isfinite(array)
     if bad.any():
         raise DataError(f"{path}: {int(bad.sum())} of {array.size} voxels are NaN or Inf")
-    return array
+    return array, info
+
+
+def load_volume(path: Path | str, max_mib: float | None = None) -> np.ndarray:
+    """`read_input`'s voxels alone."""
+    return read_input(path, max_mib)[0]
 
 
 def load_labels(path: Path | str, num_classes: int, max_mib: float | None = None) -> np.ndarray:

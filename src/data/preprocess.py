@@ -90,6 +90,38 @@ def slices_along(vol: np.ndarray, axis: int) -> np.ndarray:
     return np.ascontiguousarray(np.swapaxes(moved, 1, 2))
 
 
+def slice_geometry(shape: tuple[int, ...], spacing: tuple[float | None, ...], axis: int
+                   ) -> tuple[tuple[int, int], tuple[float | None, float | None]]:
+    """(rows, cols) and (row, col) pixel spacing of the slices `slices_along` cuts along `axis` from a
+    volume of `shape` whose voxels measure `spacing` (mm per axis, None where unknown): rows run
+    along the later of the two in-plane axes."""
+    col_axis, row_axis = (a for a in range(3) if a != axis)
+    return (shape[row_axis], shape[col_axis]), (spacing[row_axis], spacing[col_axis])
+
+
+def square_pixel_shape(shape: tuple[int, int], spacing: tuple[float | None, float | None]) -> tuple[int, int]:
+    """(rows, cols) of a slice of `shape` resampled to square pixels of its finer `spacing` (row, col mm):
+    the anatomy's true aspect ratio, no in-plane detail given up. `shape` itself when a spacing is
+    unknown, or when the pixels are square to within half a pixel across the slice."""
+    if None in spacing:
+        return tuple(shape)
+    finer = min(spacing)
+    return tuple(max(1, round(n * mm / finer)) for n, mm in zip(shape, spacing))
+
+
+def resample_images(stack: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) float -> (N, *shape) float32, bilinear (pixel centres, align_corners=False: the field of
+    view is kept). Meant for upsampling (`square_pixel_shape`): no antialiasing."""
+    x = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[:, None]
+    return F.interpolate(x, size=tuple(shape), mode="bilinear", align_corners=False)[:, 0].numpy()
+
+
+def resample_labels(stack: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) integer labels -> (N, *shape) uint8 by nearest neighbour (no new classes)."""
+    x = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.uint8))[:, None].float()
+    return F.interpolate(x, size=tuple(shape), mode="nearest-exact")[:, 0].round().to(torch.uint8).numpy()
+
+
 def foreground_fractions(mask_slices: np.ndarray) -> np.ndarray:
     """(S, H, W) bool -> (S,) fraction of foreground pixels per slice."""
     return mask_slices.reshape(len(mask_slices), -1).mean(axis=1)

@@ -1,5 +1,8 @@
 """Slice stacks: each volume's kept slices along each axis, square-cropped and resized, cut into splits.
 
+Slices whose pixels are not square by the voxel spacing read (src/data/io.py) are first resampled
+to square pixels (`make_stack`), so every slice shows the anatomy in its true aspect ratio.
+
 `split_volumes` is the whole step: one `Stack` per (volume, axis), split positions from
 src/data/splits.py (slabs, or whole volumes when >= 3), and each split gathered into arrays.
 The parts are the three splits plus `train_sim` / `train_real`, the disjoint slices of the
@@ -22,13 +25,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from src.atomic import reserved_memmap
 from src.config import DataConfig
 from src.data.io import DataError
-from src.data.preprocess import (BACKGROUND, crop_square, kept_slices, resize_images, resize_labels, set_background,
-                                 slices_along, square_box)
+from src.data.preprocess import (BACKGROUND, crop_square, kept_slices, resample_images, resample_labels, resize_images,
+                                 resize_labels, set_background, slice_geometry, slices_along, square_box,
+                                 square_pixel_shape)
 from src.data.splits import (MIN_VOLUMES_FOR_VOLUME_SPLIT, SPLITS, SplitError, check_axes, slab_splits, subslabs,
                              volume_splits)
-from src.data.volumes import Volume, VolumeInfo, read_volume
+from src.data.volumes import Volume, VolumeInfo, read_volume, report_reading
 
 PARTS = SPLITS + ("train_sim", "train_real")
 
@@ -45,18 +50,25 @@ class Stack:
 
 
 def make_stack(index: int, vol: Volume, axis: int, data: DataConfig) -> Stack:
-    """Slices of `vol` along `axis` with enough foreground, one square crop, resized to image_size."""
+    """Slices of `vol` along `axis` with enough foreground, resampled to square pixels when the voxel
+    spacing read makes them non-square, one square crop, resized to image_size."""
     mask = slices_along(vol.foreground, axis)
     keep = kept_slices(mask, data.min_foreground)
     if len(keep) == 0:
         raise DataError(f"{vol.image_path}: no slice along axis {axis} has a foreground fraction >= "
                         f"data.min_foreground = {data.min_foreground}")
-    mask = mask[keep]
+    mask, images = mask[keep], slices_along(vol.image, axis)[keep]
+    labels = slices_along(vol.labels, axis)[keep] if vol.labels is not None else None
+    shape = square_pixel_shape(*slice_geometry(vol.shape, vol.read.spacing_mm, axis))
+    if shape != mask.shape[1:]:
+        # Non-square pixels (1 x 8 mm across a thick-slice scan's slices): the square crop and resize below
+        # would squash the anatomy by their aspect ratio. Square (isotropic) data never comes here.
+        images, mask = resample_images(images, shape), resample_labels(mask, shape) > 0
+        labels = resample_labels(labels, shape) if labels is not None else None
     box = square_box(mask)
-    images = resize_images(crop_square(slices_along(vol.image, axis)[keep], box, BACKGROUND), data.image_size)
-    labels = None
-    if vol.labels is not None:
-        labels = resize_labels(crop_square(slices_along(vol.labels, axis)[keep], box, 0), data.image_size)
+    images = resize_images(crop_square(images, box, BACKGROUND), data.image_size)
+    if labels is not None:
+        labels = resize_labels(crop_square(labels, box, 0), data.image_size)
         foreground = labels > 0
     else:
         foreground = resize_labels(crop_square(mask.astype(np.uint8), box, 0), data.image_size) > 0
@@ -163,6 +175,7 @@ def slice_inputs(pairs: list[tuple[Path, Path | None]], data: DataConfig, worker
         results = pool.imap(_stack_slices, jobs)  # in order: indices and files stay the sequential ones
     try:
         for info, volume_stacks in tqdm(results, **progress):
+            report_reading(info, data.axes)  # here, not in the worker: one log, in order
             infos.append(info)
             stacks += [_save_stack(stack, scratch, what) for stack in volume_stacks]
     finally:
@@ -184,10 +197,10 @@ def gather_into(stacks: list[Stack], positions: list[dict[str, np.ndarray]], spl
     if not parts:
         return gather(stacks, positions, split)
     size, n = stacks[0].images.shape[-1], sum(len(p) for _, p in parts)
-    images = np.lib.format.open_memmap(folder / f"{split}-images.npy", "w+", np.float32, (n, 1, size, size))
+    images = reserved_memmap(folder / f"{split}-images.npy", np.float32, (n, 1, size, size))  # ENOSPC, not SIGBUS
     labels = None
     if all(s.labels is not None for s, _ in parts):
-        labels = np.lib.format.open_memmap(folder / f"{split}-labels.npy", "w+", np.uint8, (n, size, size))
+        labels = reserved_memmap(folder / f"{split}-labels.npy", np.uint8, (n, size, size))
     start = 0
     for stack, pos in parts:
         images[start:start + len(pos), 0] = stack.images[pos]
@@ -212,6 +225,8 @@ def split_volumes(volumes: list[Volume], data: DataConfig, seed: int, need_sim_r
     parts. Raises SplitError when a split (or one of those parts) is empty; `what` names
     the inputs in that message.
     """
+    for vol in volumes:
+        report_reading(vol, data.axes)
     jobs = [(i, v, axis) for i, v in enumerate(volumes) for axis in data.axes]
     stacks = [make_stack(i, v, axis, data) for i, v, axis in tqdm(jobs, desc=f"slicing {what}", unit="stack",
                                                                    file=sys.stderr)]

@@ -14,25 +14,31 @@ probability maps. A user folder (`read_folder`), laid out as
     <folder>/sim/         optional: your own simulated images, which replace the built-in
     <folder>/sim_labels/  simulator (needs labels/; sim_labels/ required)
 
-Without labels the foreground is an Otsu mask (largest component, holes filled). Every
-failure is a `DataError` whose message starts with the offending path.
+Without labels the foreground is an Otsu mask (largest component, holes filled). Each volume
+keeps what its reader found (`ReadInfo`: voxel spacing, orientation, complex voxels; src/data/io.py)
+for the slicing (src/data/stacks.py), the warnings (`report_reading`) and the manifest
+(`geometry_record`). Every failure is a `DataError` whose message starts with the offending path.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from src.config import DataConfig
-from src.data.io import DataError, check_min_size, check_same_shape, find_inputs, input_stem, load_labels, load_volume
+from src.data.io import (DataError, ReadInfo, check_min_size, check_same_shape, find_inputs, input_stem, load_labels,
+                         read_input)
 from src.data.labels import NUM_CLASSES, brain_mask_from_tissue, tissue_labels
-from src.data.preprocess import foreground_mask, normalise_volume
+from src.data.preprocess import foreground_mask, normalise_volume, slice_geometry, square_pixel_shape
 
 MNI152_FILES = ("t1", "gm", "wm")
+ANISOTROPY_WARNING = 3.0  # in-plane pixel aspect ratio from which a slicing axis is worth a warning
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,6 +52,7 @@ class Volume:
     foreground: np.ndarray
     labels: np.ndarray | None
     note: str | None = None   # how the volume was restricted before slicing (manifest: splits.notes)
+    read: ReadInfo = field(default_factory=ReadInfo)  # spacing and orientation as read (src/data/io.py)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -61,10 +68,54 @@ class VolumeInfo:
     label_source: str | None
     shape: tuple[int, ...]
     note: str | None = None
+    read: ReadInfo = field(default_factory=ReadInfo)
 
     @classmethod
     def of(cls, vol: Volume) -> VolumeInfo:
-        return cls(vol.name, vol.image_path, vol.label_source, tuple(vol.image.shape), vol.note)
+        return cls(vol.name, vol.image_path, vol.label_source, tuple(vol.image.shape), vol.note, vol.read)
+
+
+def geometry_record(vol: Volume | VolumeInfo, axes: list[int]) -> dict:
+    """manifest.json's account of a volume's geometry: voxel spacing (mm, per array axis, null where the
+    file does not say) and orientation as read, whether complex voxels became their magnitude, and per
+    slicing axis the slices' pixel spacing (rows, cols) and whether they were resampled to square pixels
+    (src/data/stacks.py `make_stack`; shapes before and after, rows x cols)."""
+    read, slicing = vol.read, []
+    for axis in axes:
+        shape, spacing = slice_geometry(vol.shape, read.spacing_mm, axis)
+        square = square_pixel_shape(shape, spacing)
+        slicing.append({"axis": axis, "pixel_mm": list(spacing), "resampled": square != shape,
+                        "pixels": list(shape), "resampled_pixels": list(square)})
+    return {"spacing_mm": list(read.spacing_mm), "spacing_source": read.spacing_source,
+            "orientation": read.orientation, "array_orientation": read.array_orientation,
+            "complex_magnitude": read.magnitude, "slices": slicing}
+
+
+def _pixel_aspect(vol: Volume | VolumeInfo, axis: int) -> float | None:
+    """Long side / short side of the pixels of the slices along `axis`; None when a spacing is unknown."""
+    _, (row_mm, col_mm) = slice_geometry(vol.shape, vol.read.spacing_mm, axis)
+    return None if row_mm is None or col_mm is None else max(row_mm, col_mm) / min(row_mm, col_mm)
+
+
+def report_reading(vol: Volume | VolumeInfo, axes: list[int]) -> None:
+    """Log what reading changed or cannot make up for: complex voxels taken as their magnitude, and slicing
+    axes whose pixels are over ANISOTROPY_WARNING times longer one way (resampled, but the detail along that
+    way was never measured). manifest.json records both (volumes.geometry)."""
+    if vol.read.magnitude:
+        log.warning("%s: complex-valued voxels: their magnitude is used (manifest.json: volumes.geometry)",
+                    vol.image_path)
+    spacing = vol.read.spacing_mm
+    for axis in axes:
+        aspect = _pixel_aspect(vol, axis)
+        if aspect is None or aspect <= ANISOTROPY_WARNING:
+            continue
+        _, (row_mm, col_mm) = slice_geometry(vol.shape, spacing, axis)
+        acquired = [a for a in range(3) if (_pixel_aspect(vol, a) or np.inf) <= ANISOTROPY_WARNING]
+        hint = f"; slices along axis {acquired[0]} (the acquired plane) keep the detail" if acquired else ""
+        log.warning("%s: %s mm voxels: slices along axis %d have %g x %g mm pixels (rows x cols) and are resampled "
+                    "to square pixels by interpolating %.1fx along one direction, which adds no detail%s",
+                    vol.image_path, " x ".join("?" if mm is None else f"{mm:g}" for mm in spacing), axis, row_mm,
+                    col_mm, aspect, hint)
 
 
 def _probability(vol: np.ndarray, path: Path) -> np.ndarray:
@@ -87,8 +138,9 @@ def read_mni152(folder: Path, data: DataConfig) -> tuple[list[Volume], list[Path
     for path in paths.values():
         if not path.exists():
             raise DataError(f"{path}: file not found (run `python -m src.template` first)")
-    vols = {name: load_volume(path, data.max_volume_mib)
-            for name, path in tqdm(paths.items(), desc="reading mni152", unit="file", file=sys.stderr)}
+    reads = {name: read_input(path, data.max_volume_mib)
+             for name, path in tqdm(paths.items(), desc="reading mni152", unit="file", file=sys.stderr)}
+    vols = {name: array for name, (array, _) in reads.items()}
     t1 = vols["t1"]
     check_min_size(paths["t1"], t1.shape, data.axes, data.image_size // data.scale)
     probs = {}
@@ -110,7 +162,7 @@ def read_mni152(folder: Path, data: DataConfig) -> tuple[list[Volume], list[Path
         mask[:mid] = False
         note = (f"hemisphere: {paths['t1']} is left-right symmetric, so with data.axes [0] only sagittal slices "
                 f"{mid}..{t1.shape[0] - 1} (midline and right hemisphere) are used: the others are their mirror twins")
-    return [Volume("mni152", paths["t1"], source, image, mask, labels, note)], list(paths.values())
+    return [Volume("mni152", paths["t1"], source, image, mask, labels, note, reads["t1"][1])], list(paths.values())
 
 
 def _match_labels(images: list[Path], label_dir: Path) -> list[Path]:
@@ -127,7 +179,7 @@ def _match_labels(images: list[Path], label_dir: Path) -> list[Path]:
 
 def read_volume(image_path: Path, label_path: Path | None, data: DataConfig) -> Volume:
     """Read, check and normalise one input (with its label map when `label_path` is given)."""
-    vol = load_volume(image_path, data.max_volume_mib)
+    vol, read = read_input(image_path, data.max_volume_mib)
     check_min_size(image_path, vol.shape, data.axes, data.image_size // data.scale)
     if label_path is not None:
         lab = load_labels(label_path, NUM_CLASSES, data.max_volume_mib)
@@ -140,7 +192,8 @@ def read_volume(image_path: Path, label_path: Path | None, data: DataConfig) -> 
         if not mask.any():
             raise DataError(f"{image_path}: no foreground found (constant image?)")
     image = _normalise(vol, mask, data.percentiles, image_path)
-    return Volume(input_stem(image_path), image_path, str(label_path) if label_path else None, image, mask, lab)
+    return Volume(input_stem(image_path), image_path, str(label_path) if label_path else None, image, mask, lab,
+                  read=read)
 
 
 def folder_pairs(image_dir: Path, label_dir: Path | None) -> list[tuple[Path, Path | None]]:

@@ -1,0 +1,219 @@
+"""Fault injection into the geometry `prepare` reads: a DICOM series mixing planes or pixel spacings, and a float64
+volume beyond float32's range, stop the stage with one error naming the file and what differs, exit 1, the previous
+outputs byte-identical and nothing left over; anisotropic voxels and complex voxels are read right and recorded."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from faults_helpers import last_line, leftovers, snapshot, write_params
+from pydicom import dcmread
+
+from src import prepare
+from src.data.io import load_volume
+from src.data.preprocess import foreground_mask
+from tests.data.datatest_helpers import base_params, synthetic_head, write_dicom, write_nifti
+
+pytestmark = pytest.mark.faults
+
+OUTPUTS = ("data/prepared", "pipeline/prepare")
+SHAPE = (40, 44, 36)
+SAGITTAL = [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]  # ImageOrientationPatient; the series is axial [1, 0, 0, 0, 1, 0]
+CORONAL = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0]
+
+
+def run_prepare(root: Path, capsys, **data) -> tuple[int, str]:
+    raw = base_params()
+    raw["data"].update(data)
+    rc = prepare.main(["--params", str(write_params(root, raw))])
+    return rc, last_line(capsys.readouterr().err)
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """A user folder with one head (no labels) and the outputs of a good `prepare` run on it."""
+    root = tmp_path_factory.mktemp("geometry")
+    (root / "user/images").mkdir(parents=True)
+    write_nifti(root / "user/images/head0.nii.gz", synthetic_head(SHAPE)[0])
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert prepare.main(["--params", str(write_params(root, base_params()))]) == 0
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+@pytest.fixture
+def tree(baseline, tmp_path, monkeypatch):
+    """A copy of the baseline (user/images/head0.nii.gz and prepare's outputs) as the working directory."""
+    root = tmp_path / "w"
+    shutil.copytree(baseline, root)
+    monkeypatch.chdir(root)
+    return root
+
+
+def expect_failure(root: Path, capsys, *culprits: str, **data) -> str:
+    """Run prepare: exit 1, one `error: prepare:` line naming every culprit, outputs untouched, nothing left over."""
+    before = snapshot(root, *OUTPUTS)
+    assert before, "the baseline has outputs to protect"
+    rc, err = run_prepare(root, capsys, **data)
+    assert rc == 1, err
+    assert err.startswith("error: prepare: "), err
+    for culprit in culprits:
+        assert culprit in err, f"{culprit!r} not in {err!r}"
+    assert snapshot(root, *OUTPUTS) == before
+    assert leftovers(root) == []
+    return err
+
+
+def _series(folder: Path, n: int = 36, seed: int = 1, tags: dict[int, dict] | None = None) -> Path:
+    """A DICOM series of a head, one file per slice (1 mm apart, axial, 1 x 1 mm pixels); tags[k]: DICOM
+    attributes set in file k after writing (ImageOrientationPatient, PixelSpacing)."""
+    head, _ = synthetic_head((40, 44, n), seed=seed)
+    folder.mkdir(parents=True)
+    for k in range(n):
+        path = write_dicom(folder / f"im{k:03d}.dcm", (head[:, :, k] * 100).astype(np.uint16), instance=k + 1,
+                           z=float(k))
+        if (tags or {}).get(k):
+            ds = dcmread(path)
+            for name, value in tags[k].items():
+                setattr(ds, name, value)
+            ds.save_as(path)
+    return folder
+
+
+def _all_hr(root: Path) -> np.ndarray:
+    return np.concatenate([np.load(root / f"data/prepared/sr/{split}/hr.npy") for split in ("train", "val", "test")])
+
+
+def _aspect(mask: np.ndarray, row_mm: float = 1.0, col_mm: float = 1.0) -> float:
+    """Height / width (mm) of the bounding box of a 2-D mask (for the expected value: the union of the head's
+    foreground, as prepare finds it, over its axial slices)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return (rows[-1] - rows[0] + 1) * row_mm / ((cols[-1] - cols[0] + 1) * col_mm)
+
+
+# ------------------------------------------------------------------ DICOM series of several planes or pixel sizes
+
+
+def test_dicom_series_mixing_orientations_is_refused(tree, capsys):
+    """A 3-plane localizer under one SeriesInstanceUID (axial, sagittal, coronal thirds): before the fix its
+    files were stacked into one volume of mixed planes, exit 0."""
+    tags = {k: {"ImageOrientationPatient": SAGITTAL if k < 24 else CORONAL} for k in range(12, 36)}
+    _series(tree / "user/images/zz", tags=tags)
+    expect_failure(tree, capsys, "user/images/zz/im012.dcm", "ImageOrientationPatient",
+                   "[0, 1, 0, 0, 0, -1] (sagittal)", "im000.dcm's [1, 0, 0, 0, 1, 0] (axial)", workers=1)
+
+
+def test_dicom_series_mixing_pixel_spacings_is_refused(tree, capsys):
+    """One file of the series with 0.5 mm pixels among 1 mm ones (was: stacked, exit 0)."""
+    _series(tree / "user/images/zz", tags={20: {"PixelSpacing": [0.5, 0.5]}})
+    expect_failure(tree, capsys, "user/images/zz/im020.dcm", "PixelSpacing [0.5, 0.5]", "im000.dcm's [1, 1]",
+                   workers=1)
+
+
+# ------------------------------------------------------------------ anisotropic voxels
+
+
+def _thick_slice_nifti(root: Path) -> dict:
+    """A head acquired in 4 mm coronal slabs (voxels 1 x 4 x 1 mm), as NIfTI."""
+    image, _ = synthetic_head((40, 12, 36), seed=3)
+    path = root / "user/images/thick.nii.gz"
+    nib.Nifti1Image(image, np.diag([1.0, 4.0, 1.0, 1.0])).to_filename(path)
+    # Axial slices: rows run along array axis 1 (4 mm), columns along axis 0 (1 mm).
+    return {"path": path, "aspect": _aspect(foreground_mask(image).any(axis=2).T, 4.0, 1.0),
+            "spacing_mm": [1.0, 4.0, 1.0], "orientation": "RAS", "array_orientation": "RPI", "pixel_mm": [4.0, 1.0],
+            "pixels": [12, 40], "resampled_pixels": [48, 40], "warned": True}
+
+
+def _rectangular_pixel_series(root: Path) -> dict:
+    """A DICOM series with 2 x 1 mm pixels (PixelSpacing [2, 1]: rows 2 mm apart, columns 1 mm), slices 1 mm apart."""
+    n = 36
+    series = _series(root / "user/images/rect", n=n, tags={k: {"PixelSpacing": [2.0, 1.0]} for k in range(n)})
+    head, _ = synthetic_head((40, 44, n), seed=1)
+    # Array (cols, rows, slices); axial slices: rows along axis 1 (the DICOM rows, 2 mm), columns along axis 0.
+    return {"path": series, "aspect": _aspect(foreground_mask(head).any(axis=2), 2.0, 1.0),
+            "spacing_mm": [1.0, 2.0, 1.0], "orientation": "LPS", "array_orientation": "LPS", "pixel_mm": [2.0, 1.0],
+            "pixels": [40, 44], "resampled_pixels": [80, 44], "warned": False}
+
+
+@pytest.mark.parametrize("make", [_thick_slice_nifti, _rectangular_pixel_series], ids=["nifti_1x4x1mm", "dicom_2x1mm"])
+def test_anisotropic_voxels_are_resampled_to_square_pixels(workdir, capsys, caplog, make):
+    """Before the fix a 1 x 4 mm pixel was resized as if square: the head came out squashed 4:1, silently.
+    Now the slices keep the anatomy's aspect ratio, and the manifest says what was read and done."""
+    (workdir / "user/images").mkdir(parents=True)
+    case = make(workdir)
+    with caplog.at_level(logging.WARNING, logger="src.data.volumes"):
+        rc, err = run_prepare(workdir, capsys, workers=1)
+    assert rc == 0, err
+    hr = _all_hr(workdir)
+    assert hr.shape[1:] == (1, 32, 32)
+    measured = _aspect((hr[:, 0] > -1).any(axis=0))
+    assert measured == pytest.approx(case["aspect"], rel=0.12), (measured, case["aspect"])
+    (volume,) = json.loads((workdir / "data/prepared/manifest.json").read_text())["volumes"]
+    geometry = volume["geometry"]
+    assert geometry["spacing_mm"] == case["spacing_mm"]
+    assert (geometry["orientation"], geometry["array_orientation"]) == (case["orientation"], case["array_orientation"])
+    assert geometry["complex_magnitude"] is False
+    assert geometry["slices"] == [{"axis": 2, "pixel_mm": case["pixel_mm"], "resampled": True,
+                                   "pixels": case["pixels"], "resampled_pixels": case["resampled_pixels"]}]
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and "interpolating" in r.getMessage()]
+    if case["warned"]:
+        assert len(warnings) == 1 and str(case["path"].relative_to(workdir)) in warnings[0], warnings
+        assert "axis 2" in warnings[0] and "slices along axis 1 (the acquired plane)" in warnings[0], warnings
+    else:
+        assert warnings == []
+    assert leftovers(workdir) == []
+
+
+def test_isotropic_volume_is_recorded_and_not_resampled(tree):
+    """The baseline head (1 mm isotropic NIfTI, unit affine): geometry recorded, today's path taken."""
+    (volume,) = json.loads((tree / "data/prepared/manifest.json").read_text())["volumes"]
+    assert volume["geometry"]["spacing_mm"] == [1.0, 1.0, 1.0]
+    assert volume["geometry"]["slices"] == [{"axis": 2, "pixel_mm": [1.0, 1.0], "resampled": False,
+                                             "pixels": [44, 40], "resampled_pixels": [44, 40]}]
+
+
+# ------------------------------------------------------------------ complex and out-of-range voxels
+
+
+def test_complex_nifti_is_read_as_its_magnitude(workdir, capsys, caplog):
+    """A complex NIfTI (magnitude and a phase ramp): before the fix a cast kept the real part, m cos(phase),
+    silently. Now it reads as the magnitude: the prepared slices match those of the magnitude saved as float32."""
+    (workdir / "user/images").mkdir(parents=True)
+    magnitude = synthetic_head(SHAPE, seed=4)[0]
+    phase = np.linspace(0.0, 3 * np.pi, magnitude.size).reshape(SHAPE)
+    path = workdir / "user/images/cplx.nii.gz"
+    nib.Nifti1Image((magnitude * np.exp(1j * phase)).astype(np.complex64), np.eye(4)).to_filename(path)
+    np.testing.assert_allclose(load_volume(path), magnitude[:, ::-1, ::-1], rtol=1e-6, atol=1e-5)
+    with caplog.at_level(logging.WARNING, logger="src.data.volumes"):
+        rc, err = run_prepare(workdir, capsys, workers=1)
+    assert rc == 0, err
+    assert any("cplx.nii.gz" in r.getMessage() and "magnitude" in r.getMessage() for r in caplog.records)
+    (volume,) = json.loads((workdir / "data/prepared/manifest.json").read_text())["volumes"]
+    assert volume["geometry"]["complex_magnitude"] is True
+    from_complex = _all_hr(workdir)
+    write_nifti(path, magnitude)
+    rc, err = run_prepare(workdir, capsys, workers=1)
+    assert rc == 0, err
+    np.testing.assert_allclose(from_complex, _all_hr(workdir), atol=1e-5)
+    assert leftovers(workdir) == []
+
+
+def test_float64_volume_beyond_float32_range_is_named_as_such(tree, capsys):
+    """A finite float64 voxel of 1e300: before the fix the cast made it Inf and the error said "NaN or Inf",
+    which the file does not hold."""
+    image = synthetic_head(SHAPE, seed=1)[0].astype(np.float64)
+    image[20, 20, 20] = 1e300
+    write_nifti(tree / "user/images/zz.nii.gz", image)
+    err = expect_failure(tree, capsys, "user/images/zz.nii.gz", "beyond float32's range", "1e+300")
+    assert "NaN" not in err
