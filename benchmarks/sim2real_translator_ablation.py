@@ -151,6 +151,10 @@ RUNS: dict[str, dict] = {
     "global_d_cycle_delay450": {"overrides": {**GLOBAL_D, "train.cyclegan.cycle_delay_steps": 450,
                                               "train.cyclegan.cycle_warmup_steps": 150,
                                               "train.cyclegan.decay_start": 600}},
+    # Which part holds the full model at the monotone map: without the cycle term only the conv path is left.
+    "global_d_no_cycle": {"overrides": {**GLOBAL_D, "train.lambda_cycle": 0.0}},
+    # The probe reversed the order at cycle weight 1 and not at 10 (benchmarks/sim2real_pointwise_probe.json).
+    "global_d_cycle1": {"overrides": {**GLOBAL_D, "train.lambda_cycle": 1.0}},
     "global_d_semantic_randseg": {"segmenter": "randomized", "overrides": {**GLOBAL_D, "train.lambda_semantic": 1.0}},
     # The chosen defaults as params.yaml holds them (after the ablation).
     "default": {"overrides": {}},
