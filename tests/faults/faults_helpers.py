@@ -177,3 +177,32 @@ def edit_params(root: Path, edit) -> Path:
     raw = yaml.safe_load((root / "params.yaml").read_text())
     edit(raw)
     return write_params(root, raw)
+
+
+# `prepare` on a user folder: shared by the input and the scanner-geometry cases.
+PREPARE_OUTPUTS = ("data/prepared", "pipeline/prepare")
+
+
+def run_prepare(root: Path, capsys, **data) -> tuple[int, str]:
+    """`prepare` on tests/data's base params with `data` overrides: (exit code, last stderr line)."""
+    from src import prepare
+    from tests.data.datatest_helpers import base_params
+
+    raw = base_params()
+    raw["data"].update(data)
+    rc = prepare.main(["--params", str(write_params(root, raw))])
+    return rc, last_line(capsys.readouterr().err)
+
+
+def expect_failure(root: Path, capsys, *culprits: str, **data) -> str:
+    """Run prepare: exit 1, one `error: prepare:` line naming every culprit, outputs untouched, nothing left over."""
+    before = snapshot(root, *PREPARE_OUTPUTS)
+    assert before, "the baseline has outputs to protect"
+    rc, err = run_prepare(root, capsys, **data)
+    assert rc == 1, err
+    assert err.startswith("error: prepare: "), err
+    for culprit in culprits:
+        assert culprit in err, f"{culprit!r} not in {err!r}"
+    assert snapshot(root, *PREPARE_OUTPUTS) == before
+    assert leftovers(root) == []
+    return err

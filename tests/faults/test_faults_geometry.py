@@ -13,7 +13,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from faults_helpers import last_line, leftovers, snapshot, write_params
+from faults_helpers import (PREPARE_OUTPUTS, expect_failure, last_line, leftovers, run_prepare, snapshot,
+                            write_params)
 from pydicom import dcmread
 
 from src import prepare
@@ -23,17 +24,10 @@ from tests.data.datatest_helpers import base_params, synthetic_head, write_dicom
 
 pytestmark = pytest.mark.faults
 
-OUTPUTS = ("data/prepared", "pipeline/prepare")
+OUTPUTS = PREPARE_OUTPUTS
 SHAPE = (40, 44, 36)
 SAGITTAL = [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]  # ImageOrientationPatient; the series is axial [1, 0, 0, 0, 1, 0]
 CORONAL = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0]
-
-
-def run_prepare(root: Path, capsys, **data) -> tuple[int, str]:
-    raw = base_params()
-    raw["data"].update(data)
-    rc = prepare.main(["--params", str(write_params(root, raw))])
-    return rc, last_line(capsys.readouterr().err)
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +52,6 @@ def tree(baseline, tmp_path, monkeypatch):
     shutil.copytree(baseline, root)
     monkeypatch.chdir(root)
     return root
-
-
-def expect_failure(root: Path, capsys, *culprits: str, **data) -> str:
-    """Run prepare: exit 1, one `error: prepare:` line naming every culprit, outputs untouched, nothing left over."""
-    before = snapshot(root, *OUTPUTS)
-    assert before, "the baseline has outputs to protect"
-    rc, err = run_prepare(root, capsys, **data)
-    assert rc == 1, err
-    assert err.startswith("error: prepare: "), err
-    for culprit in culprits:
-        assert culprit in err, f"{culprit!r} not in {err!r}"
-    assert snapshot(root, *OUTPUTS) == before
-    assert leftovers(root) == []
-    return err
 
 
 def _series(folder: Path, n: int = 36, seed: int = 1, tags: dict[int, dict] | None = None) -> Path:

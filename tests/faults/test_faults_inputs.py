@@ -15,7 +15,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from faults_helpers import last_line, leftovers, snapshot, stage_env, write_params
+from faults_helpers import (PREPARE_OUTPUTS, expect_failure, last_line, leftovers, run_prepare, snapshot, stage_env,
+                            write_params)
 
 from src import prepare, template
 from src.data.splits import volume_splits
@@ -23,15 +24,8 @@ from tests.data.datatest_helpers import base_params, synthetic_head, write_dicom
 
 pytestmark = pytest.mark.faults
 
-OUTPUTS = ("data/prepared", "pipeline/prepare")
+OUTPUTS = PREPARE_OUTPUTS
 SHAPE = (40, 44, 36)
-
-
-def run_prepare(root: Path, capsys, **data) -> tuple[int, str]:
-    raw = base_params()
-    raw["data"].update(data)
-    rc = prepare.main(["--params", str(write_params(root, raw))])
-    return rc, last_line(capsys.readouterr().err)
 
 
 def _baseline(factory, name: str, labels: bool) -> Path:
@@ -80,20 +74,6 @@ def tree(sr_only_baseline, tmp_path, monkeypatch):
 def labelled(labelled_baseline, tmp_path, monkeypatch):
     """A copy of the labelled baseline (images/ and labels/head0.nii.gz, sr and sim2real outputs)."""
     return _copy(labelled_baseline, tmp_path, monkeypatch)
-
-
-def expect_failure(root: Path, capsys, *culprits: str, **data) -> str:
-    """Run prepare: exit 1, one `error: prepare:` line naming every culprit, outputs untouched, nothing left over."""
-    before = snapshot(root, *OUTPUTS)
-    assert before, "the baseline has outputs to protect"
-    rc, err = run_prepare(root, capsys, **data)
-    assert rc == 1, err
-    assert err.startswith("error: prepare: "), err
-    for culprit in culprits:
-        assert culprit in err, f"{culprit!r} not in {err!r}"
-    assert snapshot(root, *OUTPUTS) == before
-    assert leftovers(root) == []
-    return err
 
 
 def nifti_header_only(shape, dtype=np.float32) -> bytes:
