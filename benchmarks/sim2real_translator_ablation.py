@@ -156,6 +156,61 @@ RUNS: dict[str, dict] = {
     # The probe reversed the order at cycle weight 1 and not at 10 (benchmarks/sim2real_pointwise_probe.json).
     "global_d_cycle1": {"overrides": {**GLOBAL_D, "train.lambda_cycle": 1.0}},
     "global_d_semantic_randseg": {"segmenter": "randomized", "overrides": {**GLOBAL_D, "train.lambda_semantic": 1.0}},
+    # Pixel-L1 cycle consistency blocks the order reversal (the tissues must cross on the way). MIND structure
+    # consistency (Yang et al. 2018, src/losses/structure.py) holds the anatomy while leaving the contrast free:
+    # in place of the cycle term, beside a weak one, and beside the default one.
+    "global_d_mind10_no_cycle": {"overrides": {**GLOBAL_D, "train.lambda_cycle": 0.0, "train.lambda_structure": 10.0}},
+    "global_d_mind3_no_cycle": {"overrides": {**GLOBAL_D, "train.lambda_cycle": 0.0, "train.lambda_structure": 3.0}},
+    "global_d_mind10_cycle1": {"overrides": {**GLOBAL_D, "train.lambda_cycle": 1.0, "train.lambda_structure": 10.0}},
+    # Recorded with V floored at 0.01 in mind_descriptor (contrast below ~0.1 is not structure; an edit then
+    # reverted): no reversal either.
+    "global_d_mind3_floor01_no_cycle": {"overrides": {**GLOBAL_D, "train.lambda_cycle": 0.0, "train.lambda_structure": 3.0}},
+    # Pointwise first: the probe's finding in the full model. Both generators are their intensity branch alone
+    # (train.cyclegan.pointwise_steps) while the cycle term is off; then the conv path joins from zero.
+    "global_d_pointwise400": {"overrides": {**GLOBAL_D, "train.cyclegan.pointwise_steps": 400,
+                                            "train.cyclegan.cycle_delay_steps": 400}},
+    "global_d_pointwise400_no_cycle": {"overrides": {**GLOBAL_D, "train.cyclegan.pointwise_steps": 400,
+                                                     "train.lambda_cycle": 0.0}},
+    # Diagnostics: the pointwise phase alone in the stage's loop (one last step with the zero-start conv path).
+    "pointwise_phase_only600": {"overrides": {**GLOBAL_D, "train.lambda_cycle": 0.0, "train.cyclegan.steps": 601,
+                                              "train.cyclegan.decay_start": 600, "train.cyclegan.pointwise_steps": 600,
+                                              "train.cyclegan.cycle_warmup_steps": 0}},
+    "pointwise_phase_only600_nopool": {"overrides": {**GLOBAL_D, "train.lambda_cycle": 0.0,
+                                                     "train.cyclegan.steps": 601, "train.cyclegan.decay_start": 600,
+                                                     "train.cyclegan.pointwise_steps": 600,
+                                                     "train.cyclegan.cycle_warmup_steps": 0,
+                                                     "train.cyclegan.pool_size": 0}},
+    # 600 pointwise steps without the image pool (D answers the current map: 15.0 dB, CSF -0.94 on its own),
+    # then 200 steps with the conv path and one content term: none, the cycle term, or MIND structure (the
+    # reversed map is close to a * I + b with a < 0 on the brain, which MIND does not see).
+    "pointwise600_only": {"overrides": {
+        **GLOBAL_D, "train.lambda_cycle": 0.0, "train.cyclegan.steps": 601, "train.cyclegan.decay_start": 600,
+        "train.cyclegan.pointwise_steps": 600, "train.cyclegan.cycle_warmup_steps": 0, "train.cyclegan.pool_size": 0}},
+    "pointwise600_only_classical": {"source": "classical", "overrides": {
+        **GLOBAL_D, "train.lambda_cycle": 0.0, "train.cyclegan.steps": 601, "train.cyclegan.decay_start": 600,
+        "train.cyclegan.pointwise_steps": 600, "train.cyclegan.cycle_warmup_steps": 0, "train.cyclegan.pool_size": 0}},
+    "pointwise600_only_seed1": {"overrides": {
+        **GLOBAL_D, "seed": 1, "train.lambda_cycle": 0.0, "train.cyclegan.steps": 601, "train.cyclegan.decay_start": 600,
+        "train.cyclegan.pointwise_steps": 600, "train.cyclegan.cycle_warmup_steps": 0, "train.cyclegan.pool_size": 0}},
+    "pointwise800_only": {"overrides": {
+        **GLOBAL_D, "train.lambda_cycle": 0.0, "train.cyclegan.steps": 800, "train.cyclegan.decay_start": 800,
+        "train.cyclegan.pointwise_steps": 800, "train.cyclegan.cycle_warmup_steps": 0, "train.cyclegan.pool_size": 0}},
+    "pointwise800_only_seed1": {"overrides": {
+        **GLOBAL_D, "seed": 1, "train.lambda_cycle": 0.0, "train.cyclegan.steps": 800, "train.cyclegan.decay_start": 800,
+        "train.cyclegan.pointwise_steps": 800, "train.cyclegan.cycle_warmup_steps": 0, "train.cyclegan.pool_size": 0}},
+    "pointwise800_only_seed2": {"overrides": {
+        **GLOBAL_D, "seed": 2, "train.lambda_cycle": 0.0, "train.cyclegan.steps": 800, "train.cyclegan.decay_start": 800,
+        "train.cyclegan.pointwise_steps": 800, "train.cyclegan.cycle_warmup_steps": 0, "train.cyclegan.pool_size": 0}},
+    "pointwise600_no_content": {"overrides": {
+        **GLOBAL_D, "train.lambda_cycle": 0.0, "train.cyclegan.decay_start": 600, "train.cyclegan.pointwise_steps": 600,
+        "train.cyclegan.cycle_warmup_steps": 0, "train.cyclegan.pool_size": 0}},
+    "pointwise600_cycle10": {"overrides": {
+        **GLOBAL_D, "train.cyclegan.decay_start": 600, "train.cyclegan.pointwise_steps": 600,
+        "train.cyclegan.cycle_delay_steps": 600, "train.cyclegan.cycle_warmup_steps": 100, "train.cyclegan.pool_size": 0}},
+    "pointwise600_mind10": {"overrides": {
+        **GLOBAL_D, "train.lambda_cycle": 0.0, "train.lambda_structure": 10.0, "train.cyclegan.decay_start": 600,
+        "train.cyclegan.pointwise_steps": 600, "train.cyclegan.cycle_warmup_steps": 0, "train.cyclegan.pool_size": 0}},
+    "global_d_mind10": {"overrides": {**GLOBAL_D, "train.lambda_structure": 10.0}},
     # The chosen defaults as params.yaml holds them (after the ablation).
     "default": {"overrides": {}},
     "default_classical": {"source": "classical", "overrides": {}},

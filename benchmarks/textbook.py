@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from src.losses.adversarial import D_LOSSES, G_LOSSES, r1_penalty
 from src.losses.semantic import pseudo_labels, semantic_ce
+from src.losses.structure import mind_loss
 from src.training.cyclegan_step import CycleGANBatch, CycleGANCritics, CycleGANNets, CycleGANOptimizers, CycleGANSettings
 from src.training.gan_utils import discriminate, ema_update, frozen
 from src.training.sr_steps import SRBatch, SRCritics, SRGanSettings, SRNets, SROptimizers
@@ -45,6 +46,9 @@ def textbook_cyclegan_step(nets: CycleGANNets, optimizers: CycleGANOptimizers, c
             semantic = (semantic_ce(critics.segmenter, fake_real, sim_labels)
                         + semantic_ce(critics.segmenter, fake_sim, pseudo_labels(critics.segmenter, real)))
             g_total, stats["g/semantic"] = g_total + s.lambda_semantic * semantic, semantic.item()
+        if s.lambda_structure > 0:
+            structure = mind_loss(fake_real, sim) + mind_loss(fake_sim, real)
+            g_total, stats["g/structure"] = g_total + s.lambda_structure * structure, structure.item()
     optimizers.g.zero_grad(set_to_none=True)
     g_total.backward()
     optimizers.g.step()

@@ -118,7 +118,7 @@ def train(params: Params, source: str = "classical", out: Path | None = None,
     settings = CycleGANSettings(lambda_adv=train_cfg.lambda_adv, lambda_cycle=train_cfg.lambda_cycle,
                                 lambda_identity=train_cfg.lambda_identity, lambda_percep=train_cfg.lambda_percep,
                                 lambda_semantic=train_cfg.lambda_semantic, gan_loss=cfg.gan_loss, policy=cfg.diffaugment,
-                                reconstruction_beta=cfg.reconstruction_beta)
+                                reconstruction_beta=cfg.reconstruction_beta, lambda_structure=train_cfg.lambda_structure)
     perceptual, vgg_backbone = None, "unused"
     if settings.lambda_percep > 0:
         perceptual, vgg_backbone = perceptual_loss("pipeline/weights", cfg.vgg_layers, "The CycleGAN content loss")
@@ -127,12 +127,16 @@ def train(params: Params, source: str = "classical", out: Path | None = None,
     segmenter, segmenter_meta = load_segmenter(segmenter_file)
     segmenter = runtime.place(segmenter)
     networks = CycleGANNets(  # built in this order from the seed: g_sim2real, g_real2sim, d_real, d_sim
-        *(runtime.place(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks, cfg.residual, cfg.intensity_hidden))
+        *(runtime.place(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks, cfg.residual, cfg.intensity_hidden,
+                                        zero_start=cfg.pointwise_steps > 0))
           for _ in range(2)),
         *(runtime.place(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm,
                                             downsample=cfg.d_downsample))
           for _ in range(2)))
-    nets = CycleGANNets(**{name: dist.wrap(net, runtime.device) for name, net in vars(networks).items()})
+    # Under DDP the conv path's weights get no gradient in the pointwise phase: DDP must be told.
+    nets = CycleGANNets(**{name: dist.wrap(net, runtime.device, unused_parameters=cfg.pointwise_steps > 0
+                                           and name.startswith("g_"))
+                           for name, net in vars(networks).items()})
     optimizers = CycleGANOptimizers(
         g=torch.optim.Adam(generator_param_groups([networks.g_sim2real, networks.g_real2sim], cfg.lr, cfg.intensity_lr),
                            cfg.lr, betas=cfg.betas),
@@ -150,7 +154,7 @@ def train(params: Params, source: str = "classical", out: Path | None = None,
                        schedulers=schedulers, extras={"pool_real": critics.pool_real, "pool_sim": critics.pool_sim})
     run_fingerprint = fingerprint({k: v for k, v in as_dict(cfg).items() if k not in NOT_FINGERPRINTED},
                                   {k: getattr(train_cfg, k) for k in ("lambda_adv", "lambda_cycle", "lambda_identity",
-                                                                      "lambda_percep", "lambda_semantic")},
+                                                                      "lambda_percep", "lambda_semantic", "lambda_structure")},
                                   params.seed, source, params.data.train_fraction, split_digest(SIM2REAL / "train"), sha256(segmenter_file), vgg_backbone,
                                   runtime.amp, runtime.device.type)  # a change of precision or device starts fresh
 
@@ -166,6 +170,10 @@ def train(params: Params, source: str = "classical", out: Path | None = None,
         (sim, sim_labels), (real,) = sim_stream.batch(step), real_stream.batch(step)
         batch = CycleGANBatch(runtime.batch(sim), sim_labels.to(runtime.device), runtime.batch(real))
         now = replace(settings, lambda_cycle=settings.lambda_cycle * cycle_weight(step))
+        # Pointwise phase (a function of the step, so a resumed run is in the same phase): the refiners
+        # are their intensity branches alone until the conv path joins, from zero, at pointwise_steps.
+        for generator in (networks.g_sim2real, networks.g_real2sim):
+            generator.conv_path_enabled = step >= cfg.pointwise_steps
         stats = cyclegan_step(nets, optimizers, critics, batch, now, runtime, dist)
         stats["g/lambda_cycle"] = now.lambda_cycle
         for scheduler in schedulers.values():
@@ -182,8 +190,10 @@ def train(params: Params, source: str = "classical", out: Path | None = None,
                                       desc=f"CycleGAN ({source})"), sample)
         if not dist.is_main:
             return {}
+        # conv_path false: pointwise_steps == steps, the zero-start conv path was never trained (it outputs 0).
         meta = {"channels": cfg.g_channels, "blocks": cfg.g_blocks, "residual": cfg.residual,
-                "intensity_hidden": cfg.intensity_hidden, "steps": cfg.steps, "vgg_backbone": vgg_backbone, "input": source}
+                "intensity_hidden": cfg.intensity_hidden, "conv_path": cfg.pointwise_steps < cfg.steps,
+                "steps": cfg.steps, "vgg_backbone": vgg_backbone, "input": source}
         save_weights(out / "g_sim2real.pt", networks.g_sim2real, {**meta, "direction": "sim2real"})
         save_weights(out / "g_real2sim.pt", networks.g_real2sim, {**meta, "direction": "real2sim"})
         # Content check on validation slices: does the frozen segmenter still find the sim labels?

@@ -48,7 +48,8 @@ def leaf_keys(node: dict, prefix: str = "") -> list[str]:
 
 def test_repository_params_load():
     params = load_params("params.yaml")
-    assert params.train.lambda_cycle == 10.0
+    raw = yaml.safe_load(open("params.yaml"))
+    assert params.train.lambda_cycle == raw["train"]["lambda_cycle"]
     assert isinstance(params.train.lambda_cycle, float)
 
 
@@ -117,7 +118,7 @@ def test_list_item_type_named_with_index():
 @pytest.mark.parametrize("text,shown", [(".inf", "inf"), ("-.inf", "-inf"), (".nan", "nan")])
 def test_non_finite_float_rejected(tmp_path, text, shown):
     source = tmp_path / "p.yaml"
-    source.write_text(open("params.yaml").read().replace("lambda_cycle: 10.0", f"lambda_cycle: {text}", 1))
+    source.write_text(re.sub(r"lambda_cycle: [0-9.]+", f"lambda_cycle: {text}", open("params.yaml").read(), count=1))
     with pytest.raises(ConfigError, match=rf"p\.yaml: train\.lambda_cycle: must be finite, got {shown}$"):
         load_params(source)
 
@@ -147,7 +148,8 @@ RANGE_CASES = [
     ("segmenter.randomization.tissue_mean", [1.0, 0.0]), ("segmenter.randomization.bias_field_grid", 1),
     ("segmenter.randomization.noise_std", [-0.1, 0.0]), ("train.cyclegan.cycle_warmup_steps", 10_000),
     ("train.cyclegan.cycle_warmup_steps", -1), ("train.cyclegan.cycle_delay_steps", -1),
-    ("train.cyclegan.cycle_delay_steps", 10_000),
+    ("train.cyclegan.cycle_delay_steps", 10_000), ("train.cyclegan.pointwise_steps", -1),
+    ("train.cyclegan.pointwise_steps", 10_000),
     # d_downsample 2 x 2**3 = 16: 136 is not a multiple; 32 leaves the pooled crop no 1x1 map; 0 is no factor.
     ("train.cyclegan.d_downsample", 0), ("train.cyclegan.crop_size", 136), ("train.cyclegan.crop_size", 32),
     *[(f"train.{gan}.{name}", value) for gan in ("sr", "cyclegan") for name, value in [
@@ -346,7 +348,7 @@ def test_as_dict_and_fingerprint_equal_those_of_the_raw_yaml(section):
 def test_int_override_fingerprints_as_the_float_it_stands_for():
     # `dvc exp run -S train.lambda_cycle=10` and `lambda_cycle: 10.0` are the same run.
     from_int = params_from_dict(with_change("train.lambda_cycle", 10))
-    assert fingerprint(as_dict(from_int.train)) == reference_fingerprint(RAW["train"])
+    assert fingerprint(as_dict(from_int.train)) == reference_fingerprint(with_change("train.lambda_cycle", 10.0)["train"])
 
 
 def test_load_params_names_the_file(tmp_path):
@@ -361,8 +363,19 @@ def test_load_params_names_the_file(tmp_path):
 def test_intensity_branch_needs_the_refiner():
     raw = with_change("train.cyclegan.intensity_hidden", 16)
     raw["train"]["cyclegan"]["residual"] = False
+    raw["train"]["cyclegan"]["pointwise_steps"] = 0
     with pytest.raises(ConfigError, match=r"^train\.cyclegan\.intensity_hidden: needs the refiner "
                                           r"\(train\.cyclegan\.residual: true\), got 16 with residual false$"):
         params_from_dict(raw)
     raw["train"]["cyclegan"]["intensity_hidden"] = 0
     assert params_from_dict(raw).train.cyclegan.residual is False
+
+
+def test_pointwise_phase_needs_the_intensity_branch():
+    raw = with_change("train.cyclegan.pointwise_steps", 100)
+    raw["train"]["cyclegan"]["intensity_hidden"] = 0
+    with pytest.raises(ConfigError, match=r"^train\.cyclegan\.pointwise_steps: needs the refiner with an intensity "
+                                          r"branch .* got 100 with residual True, intensity_hidden 0$"):
+        params_from_dict(raw)
+    raw["train"]["cyclegan"]["intensity_hidden"] = 8
+    assert params_from_dict(raw).train.cyclegan.pointwise_steps == 100

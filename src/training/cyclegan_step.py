@@ -1,4 +1,5 @@
-"""CycleGAN step (Zhu et al. 2017) with VGG content and CyCADA semantic consistency (Hoffman et al. 2018).
+"""CycleGAN step (Zhu et al. 2017) with VGG content, CyCADA semantic consistency (Hoffman et al. 2018)
+and MIND structure consistency (Yang et al. 2018).
 
 One call = one G update of both generators, then one D update of both discriminators,
 as junyanz's `optimize_parameters()`. DiffAugment reaches D only through `discriminate`
@@ -25,6 +26,7 @@ from torch import nn
 from src.config import GanLoss
 from src.losses.adversarial import D_LOSSES, G_LOSSES
 from src.losses.semantic import pseudo_labels, semantic_ce
+from src.losses.structure import mind_loss
 from src.training.distributed import SINGLE, Distributed, unwrap
 from src.training.gan_utils import ImagePool, discriminate, discriminate_pair, frozen, real_sign
 from src.training.runtime import Runtime
@@ -42,6 +44,7 @@ class CycleGANSettings:
     gan_loss: GanLoss
     policy: str              # DiffAugment policy, "" = none
     reconstruction_beta: float = 0.0  # cycle/identity: Huber (smooth L1) with this beta; 0 = plain L1
+    lambda_structure: float = 0.0     # MIND structure term (Yang et al. 2018): G(x) keeps x's self-similarity
 
 
 def reconstruction_loss(output: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor:
@@ -140,6 +143,10 @@ def cyclegan_step(nets: CycleGANNets, optimizers: CycleGANOptimizers, critics: C
         if s.lambda_identity > 0:
             terms["identity"] = (reconstruction_loss(idt_real.float(), real, s.reconstruction_beta)
                                  + reconstruction_loss(idt_sim.float(), sim, s.reconstruction_beta))
+        if s.lambda_structure > 0:
+            # Content that leaves the contrast free: each translation keeps its input's MIND descriptor
+            # (edges and their layout, whatever the tissue order), src/losses/structure.py.
+            terms["structure"] = mind_loss(fake_real, sim) + mind_loss(fake_sim, real)
         if s.lambda_percep > 0:
             # Content: fake_real must keep sim's VGG features (SPIGAN-style regulariser).
             terms["percep"] = critics.perceptual(fake_real, sim).float()
@@ -149,7 +156,7 @@ def cyclegan_step(nets: CycleGANNets, optimizers: CycleGANOptimizers, critics: C
             terms["semantic"] = (semantic_ce(critics.segmenter, fake_real, sim_labels)
                                  + semantic_ce(critics.segmenter, fake_sim, pseudo_labels(critics.segmenter, real)))
         weights = {"adv": s.lambda_adv, "cycle": s.lambda_cycle, "identity": s.lambda_identity,
-                   "percep": s.lambda_percep, "semantic": s.lambda_semantic}
+                   "percep": s.lambda_percep, "semantic": s.lambda_semantic, "structure": s.lambda_structure}
         g_total = sum((weights[name] * value for name, value in terms.items()), torch.zeros((), device=sim.device))
     optimizers.g.zero_grad(set_to_none=True)
     g_total.backward()

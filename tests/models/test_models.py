@@ -331,3 +331,54 @@ def test_returning_clamp_lets_a_pixel_back_but_not_further_out():
     out.backward(torch.tensor([-1.0, 1.0, 1.0, 1.0, -1.0]))
     # -1.5 with grad -1: descent raises it (back inside) -> passes; with +1: pushes it further out -> blocked.
     assert torch.equal(x.grad, torch.tensor([-1.0, 0.0, 1.0, 1.0, 0.0]))
+
+
+# Pointwise phase (train.cyclegan.pointwise_steps)
+
+def test_zero_start_refiner_is_exactly_its_input_and_its_last_layer_learns():
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    default = ResnetGenerator(1, 4, 1, residual=True)
+    assert (default(x) - x).abs().max() > 1e-3   # junyanz's N(0, 0.02) init moves every pixel at step 0
+    g = ResnetGenerator(1, 4, 1, residual=True, zero_start=True)
+    assert torch.equal(g(x), x)
+    g(x).sub(-x).pow(2).mean().backward()
+    assert g.net[-1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="zero_start needs the refiner"):
+        ResnetGenerator(1, 4, 1, residual=False, zero_start=True)
+
+
+def test_conv_path_switched_off_leaves_the_pointwise_branch_alone():
+    torch.manual_seed(0)
+    g = ResnetGenerator(1, 4, 1, residual=True, intensity_hidden=8)
+    torch.nn.init.normal_(g.intensity.net[-1].weight, 0.0, 0.5)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    g.conv_path_enabled = False
+    out = g(x)
+    torch.testing.assert_close(out, (x + g.intensity(x)).clamp(-1, 1))
+    out.sum().backward()
+    assert all(p.grad is None for p in g.net.parameters())           # the conv path is not trained
+    assert all(p.grad is not None for p in g.intensity.parameters())
+    g.conv_path_enabled = True
+    assert not torch.allclose(g(x), out)                               # back on: conv path adds its change
+    plain = ResnetGenerator(1, 4, 1, residual=True)
+    plain.conv_path_enabled = False
+    with pytest.raises(RuntimeError, match="intensity branch"):
+        plain(x)
+
+
+def test_load_translator_of_a_pointwise_run_skips_the_untrained_conv_path(tmp_path):
+    """pointwise_steps == steps: the file says conv_path false; the zero-start conv path outputs 0, so the
+    loaded translator (conv path off) equals the saved generator with it on."""
+    from src.evaluation.models import load_translator
+    from src.training.checkpoint import save_weights
+
+    torch.manual_seed(0)
+    g = ResnetGenerator(1, 4, 1, residual=True, intensity_hidden=8, zero_start=True)
+    torch.nn.init.normal_(g.intensity.net[-1].weight)
+    save_weights(tmp_path / "g.pt", g, {"channels": 4, "blocks": 1, "residual": True, "intensity_hidden": 8,
+                                        "conv_path": False})
+    loaded = load_translator(tmp_path / "g.pt")
+    assert loaded.conv_path_enabled is False
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    torch.testing.assert_close(loaded(x), g.eval()(x))

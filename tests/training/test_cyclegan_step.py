@@ -17,7 +17,8 @@ from src.training.runtime import Runtime, make_runtime
 from tests.training.helpers import ChokePointGuard, changed, guarded_discriminate, params_of, tiny_vgg
 
 RUNTIME = make_runtime("cpu", amp=False)
-ALL_ON = dict(lambda_adv=1.0, lambda_cycle=10.0, lambda_identity=5.0, lambda_percep=1.0, lambda_semantic=1.0)
+ALL_ON = dict(lambda_adv=1.0, lambda_cycle=10.0, lambda_identity=5.0, lambda_percep=1.0, lambda_semantic=1.0,
+              lambda_structure=1.0)
 
 
 class ThresholdSegmenter(nn.Module):
@@ -130,8 +131,9 @@ def test_fused_step_equals_textbook_step(identity, intensity_hidden):
     for name in ("g_sim2real", "g_real2sim", "d_real", "d_sim"):
         for (pname, p), q in zip(getattr(nets, name).named_parameters(), getattr(twin[0], name).parameters()):
             # Gradients, not updated weights: Adam turns a bias's float-noise gradient (mathematically
-            # 0 before an instance norm) into a full-size step of either sign.
-            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}.{pname}: {m}")
+            # 0 before an instance norm) into a full-size step of either sign. atol: such a bias's float
+            # noise, ~1e-6 of the largest gradient (~12 here) once every term is on.
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}.{pname}: {m}")
 
 
 def test_bf16_path_keeps_fp32_master_weights_and_runs_convs_in_bf16():
