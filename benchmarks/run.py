@@ -74,6 +74,12 @@ def sr_checks(sr: dict) -> list[dict]:
         rows.append({"check": f"SR: {model} test coverage of |error| <= k sigma", "value": round(cal["coverage_test"], 4),
                      "ci95": [round(cal["coverage_test_ci95_low"], 4), round(cal["coverage_test_ci95_high"], 4)],
                      "target": "0.90 +- 0.03 (issue 11)", "pass": abs(cal["coverage_test"] - 0.9) <= 0.03})
+        if "error_detection_auroc" in cal:  # issue 20's replacement for the per-pixel Spearman target
+            rows.append({"check": f"SR: {model} error-detection AUROC (top 10 % |error|)",
+                         "value": round(cal["error_detection_auroc"], 4),
+                         "ci95": [round(cal["error_detection_auroc_ci95_low"], 4),
+                                  round(cal["error_detection_auroc_ci95_high"], 4)],
+                         "target": "reported; stretch >= 0.8 (issue 20)", "pass": cal["error_detection_auroc"] >= 0.8})
         rho = sr["uncertainty"][f"tta_spearman_{model}"]
         rows.append({"check": f"SR: {model} Spearman(TTA sigma, |error|)", "value": round(rho, 4), "ci95": None,
                      "target": ">= 0.7 (issue 11)", "pass": rho >= 0.7})

@@ -36,10 +36,11 @@ def estimate(value: float, std=None) -> dict:
 
 
 def fake_calibration() -> dict:
-    """sr.calibration: the fit's protocol and one row per model (k, coverages, rho, bound and error in model units)."""
+    """sr.calibration: the fit's protocol and one row per model (k, coverages, rho, AUROC, bound and error in model units)."""
     rows = {m: {k: estimate(v) for k, v in zip(schema.CALIBRATION, values)} for m, values in (
-        ("psnr_model", (8.69451, 0.900012, 0.873421, 0.224912, 0.180912, 0.0822871)),
-        ("gan_model", (8.55743, 0.900034, 0.874812, 0.233112, 0.181134, 0.0821987)))}
+        ("psnr_model", (8.69451, 0.900012, 0.873421, 0.224912, 0.712345, 0.180912, 0.0822871)),
+        ("gan_model", (8.55743, 0.900034, 0.874812, 0.233112, 0.705678, 0.181134, 0.0821987)))}
+    assert all(len(row) == len(schema.CALIBRATION) for row in rows.values())
     return {"target_coverage": 0.9, "calibration_split": "val", "n_val": 14, "foreground": "HR > -1",
             "sigma": "TTA std", "sigma_floor": 1.0e-4, **rows}
 
@@ -270,7 +271,7 @@ def test_every_table_shows_values_with_their_intervals(tmp_path, monkeypatch):
     assert row(page.tables["sr-uncertainty"], "GAN model: TTA uncertainty vs |error|")[2] == "0.3512 [0.3161, 0.3864]"
     calibration = page.tables["sr-calibration"]
     assert calibration[0] == ["", "k", "coverage, val", "coverage, test (target 0.90)", "Spearman ρ, foreground",
-                              "mean bound k·σ", "mean |error|"]
+                              "error detection AUROC", "mean bound k·σ", "mean |error|"]
     assert row(calibration, "PSNR model (L1 only)")[1:4] == ["8.695 [7.825, 9.564]", "0.9000 [0.8100, 0.9900]",
                                                             "0.8734 [0.7861, 0.9608]"]
     assert {"sr-reliability", "sr_calibration-png", "sr-calibrated"} <= page.ids
@@ -402,7 +403,8 @@ def test_params_are_shown(tmp_path, monkeypatch):
     cells = [r for name, table in page.tables.items() if name.startswith("params-") for r in table]
     assert ["seed", "42"] in cells and ["percentiles", "[0.5, 99.5]"] in cells
     assert ["data.sim", ""] in cells and ["tr_ms", "4000.0"] in cells
-    assert ["vgg19_path", '""'] in cells and ["lambda_cycle", "10.0"] in cells
+    lambda_cycle = yaml.safe_load(open("params.yaml"))["train"]["lambda_cycle"]
+    assert ["vgg19_path", '""'] in cells and ["lambda_cycle", str(lambda_cycle)] in cells
 
 
 @pytest.mark.parametrize("spoil, key", [

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torchmetrics.functional.classification import binary_auroc
 
 from src.evaluation import schema
 from src.evaluation.intervals import Resamples, Statistic, estimates, mean_statistic, pooled_statistic
@@ -34,6 +35,7 @@ SIGMA = ("the model's own dihedral TTA spread: population std of its 8 outputs o
 BACKGROUND = -1.0          # HR value of the background after prepare's intensity window
 SIGMA_FLOOR = 1.0e-4       # model units: a pixel with TTA spread 0 gets this spread, so its score stays finite
 RELIABILITY_BINS = 10
+TOP_ERROR_FRACTION = 0.10  # error detection: the bound flags the 10 % largest-error foreground pixels of a slice
 CALIBRATION_STREAM = 1     # bootstrap stream of the val resamples (stream 0 draws the test slices)
 
 
@@ -97,13 +99,33 @@ def foreground_spearman(maps: SplitMaps, seed: int) -> np.ndarray:
                      for s, e, m in zip(maps.sigma, maps.abs_error, maps.foreground)])
 
 
+def error_detection_auroc(maps: SplitMaps, top_fraction: float = TOP_ERROR_FRACTION) -> np.ndarray:
+    """(n,) per slice: ROC AUC of the bound k * max(sigma, floor) as a detector of the foreground pixels whose
+    |error| is among the slice's `top_fraction` largest (k > 0 does not change ranks, so k is not needed).
+
+    The figure a user acts on: how well "review where the bound is large" finds the worst pixels. 0.5 is a
+    bound that knows nothing. torchmetrics' binary_auroc (ties count half).
+    """
+    aurocs = []
+    for s, e, m in zip(maps.sigma, maps.abs_error, maps.foreground):
+        errors = e[m]
+        worst = errors >= np.quantile(errors, 1 - top_fraction)
+        if worst.all():  # a constant error leaves nothing to separate
+            aurocs.append(np.nan)
+            continue
+        score = torch.from_numpy(np.maximum(s[m], SIGMA_FLOOR))
+        aurocs.append(binary_auroc(score, torch.from_numpy(worst.astype(np.int64))).item())
+    return np.array(aurocs)
+
+
 def calibrate(val: SplitMaps, test: SplitMaps, val_draws: np.ndarray, test_draws: Resamples, seed: int,
               level: float = TARGET_COVERAGE) -> Calibrated:
     """Fit k on `val`, measure its bound on val and `test`.
 
     val_draws: (B, n_val) resampled val slice indices; test_draws: the test set's shared draws.
     Statistics (keys of schema.CALIBRATION): k_scale (n = val slices), coverage_val, coverage_test,
-    spearman_foreground (test), mean_bound and mean_abs_error (test foreground, model units).
+    spearman_foreground and error_detection_auroc (test, per slice, averaged), mean_bound and mean_abs_error
+    (test foreground, model units).
     """
     k = fit_scale(val, level)
     val_scores = val.scores()
@@ -115,6 +137,7 @@ def calibrate(val: SplitMaps, test: SplitMaps, val_draws: np.ndarray, test_draws
         "coverage_val": pooled_statistic(*covered_counts(val, k), val_draws),
         "coverage_test": pooled_statistic(*covered_counts(test, k), test_draws.slices),
         "spearman_foreground": mean_statistic(foreground_spearman(test, seed), test_draws.slices),
+        "error_detection_auroc": mean_statistic(error_detection_auroc(test), test_draws.slices),
         "mean_bound": pooled_statistic((bound * test.foreground).sum(axis=(1, 2, 3)), fg_count, test_draws.slices),
         "mean_abs_error": pooled_statistic((test.abs_error * test.foreground).sum(axis=(1, 2, 3)), fg_count,
                                            test_draws.slices),

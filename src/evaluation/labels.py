@@ -30,6 +30,8 @@ METRICS = {
                       "over slices: the check on slices the fit never saw"),
     "spearman_foreground": ("Spearman ρ, foreground", "rank correlation of σ with |error| on the foreground pixels "
                             "of each test slice, averaged; the background (where both are near 0) left out"),
+    "error_detection_auroc": ("error detection AUROC", "ROC AUC of the bound k·σ for flagging the 10 % largest-error "
+                              "foreground pixels of each test slice, averaged: 0.5 = the bound knows nothing"),
     "mean_bound": ("mean bound k·σ", "mean predicted 90 % error bound on the test foreground, model units"),
     "mean_abs_error": ("mean |error|", "mean absolute error on the test foreground, model units"),
 }

@@ -26,7 +26,8 @@ SR_QUALITY = ("psnr_db", "ssim", "data_consistency_psnr_db")
 UNCERTAINTY = ("tta_spearman_psnr_model", "tta_spearman_gan_model", "hallucination_spearman")
 # Split-conformal calibration of each model's TTA spread (src/evaluation/calibration.py)
 CALIBRATED_MODELS = ("psnr_model", "gan_model")
-CALIBRATION = ("k_scale", "coverage_val", "coverage_test", "spearman_foreground", "mean_bound", "mean_abs_error")
+CALIBRATION = ("k_scale", "coverage_val", "coverage_test", "spearman_foreground", "error_detection_auroc", "mean_bound",
+               "mean_abs_error")
 PSNR_MODEL_VS_NAIVE = ("psnr_db", "ssim")
 GAN_VS_PSNR_MODEL = ("psnr_db", "ssim", "swd")
 # Sim-to-real renderings of the test sims: the simulator's, the classical translation's (blur +

@@ -71,3 +71,23 @@ def test_section_and_reliability_points_follow_the_schema():
     assert len(points) == 2 * calibration.RELIABILITY_BINS
     assert {"method", "bin", "predicted", "observed_quantile", "observed_mean", "coverage", "count"} == set(points[0])
     assert plots.to_json(points)  # finite: valid JSON for the browser
+
+
+def test_error_detection_auroc_against_sklearn_and_known_cases():
+    from sklearn.metrics import roc_auc_score
+
+    output, hr, sigma = synthetic_split(3, n=3)
+    test = calibration.SplitMaps.of(output, hr, sigma)
+    got = calibration.error_detection_auroc(test)
+    for i in range(3):
+        m = test.foreground[i]
+        errors, spread = test.abs_error[i][m], np.maximum(test.sigma[i][m], calibration.SIGMA_FLOOR)
+        worst = errors >= np.quantile(errors, 0.9)
+        assert got[i] == pytest.approx(roc_auc_score(worst, spread), abs=1e-6)
+    assert 0.6 < got.mean() < 1.0             # sigma-scaled noise: sigma finds the big errors, not perfectly
+    # sigma equal to the error ranks the worst pixels first (AUROC 1); an unrelated sigma knows nothing (~0.5).
+    perfect = calibration.SplitMaps.of(output, hr, (output - hr).abs() + 1e-3)
+    assert calibration.error_detection_auroc(perfect) == pytest.approx(np.ones(3))
+    rng = np.random.default_rng(0)
+    unrelated = torch.from_numpy(rng.uniform(0.01, 0.1, sigma.shape).astype(np.float32))
+    assert abs(calibration.error_detection_auroc(calibration.SplitMaps.of(output, hr, unrelated)).mean() - 0.5) < 0.06
