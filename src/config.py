@@ -241,6 +241,7 @@ class CycleGANTrainConfig:
     cycle_warmup_steps: NonNegInt  # lambda_cycle ramps linearly from 0 over these steps; 0 = full weight from the start
     cycle_delay_steps: NonNegInt   # lambda_cycle is 0 for these first steps, then the ramp starts
     pointwise_steps: NonNegInt     # the generators are their intensity branch alone for these first steps
+                                   # (>= steps: the whole run pointwise)
     lr: PosFloat
     betas: Betas
     gan_loss: GanLoss
@@ -266,8 +267,6 @@ class CycleGANTrainConfig:
         _require(self.pointwise_steps == 0 or (self.intensity_hidden > 0 and self.residual), "pointwise_steps",
                  f"needs the refiner with an intensity branch (residual: true, intensity_hidden > 0), got "
                  f"{self.pointwise_steps} with residual {self.residual}, intensity_hidden {self.intensity_hidden}")
-        _require(self.pointwise_steps <= self.steps, "pointwise_steps",
-                 f"must be at most train.cyclegan.steps ({self.steps}), got {self.pointwise_steps}")
         _require(self.intensity_hidden == 0 or self.residual, "intensity_hidden",
                  f"needs the refiner (train.cyclegan.residual: true), got {self.intensity_hidden} with residual false")
         return self

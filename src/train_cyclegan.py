@@ -190,7 +190,7 @@ def train(params: Params, source: str = "classical", out: Path | None = None,
                                       desc=f"CycleGAN ({source})"), sample)
         if not dist.is_main:
             return {}
-        # conv_path false: pointwise_steps == steps, the zero-start conv path was never trained (it outputs 0).
+        # conv_path false: pointwise_steps >= steps, the zero-start conv path was never trained (it outputs 0).
         meta = {"channels": cfg.g_channels, "blocks": cfg.g_blocks, "residual": cfg.residual,
                 "intensity_hidden": cfg.intensity_hidden, "conv_path": cfg.pointwise_steps < cfg.steps,
                 "steps": cfg.steps, "vgg_backbone": vgg_backbone, "input": source}

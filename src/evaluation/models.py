@@ -37,7 +37,7 @@ def load_translator(path: Path, source: str | None = None) -> torch.nn.Module:
     # intensity_hidden: absent in files saved before the intensity branch existed (they have none).
     net, meta = load_frozen(path, lambda meta: ResnetGenerator(1, meta["channels"], meta["blocks"], meta["residual"],
                                                                meta.get("intensity_hidden", 0)), "train_cyclegan")
-    # conv_path false (train.cyclegan.pointwise_steps == steps): the translator is its pointwise branch; its
+    # conv_path false (train.cyclegan.pointwise_steps >= steps): the translator is its pointwise branch; its
     # never-trained conv path outputs exactly 0, so skipping it changes nothing but the cost.
     net.conv_path_enabled = meta.get("conv_path", True)
     if source is not None:
