@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 from src.atomic import staged_dir, write_json
-from src.augment.randomization import randomized_images
+from src.augment.randomization import RandomizedRender
 from src.config import Params, as_dict
 from src.data.prepared import PREPARED, load_meta, load_split, split_digest
 from src.evaluation.downstream import (TrainingSet, downstream_counts, downstream_seeds, train_downstream,
-                                       unet_builder)
+                                       training_processes, unet_builder)
 from src.evaluation.parts import COUNTS_FILE, save_counts
 from src.pretrained import encoder_weights_file
 from src.stage import run_stage
@@ -52,17 +52,16 @@ def baselines(params: Params) -> dict:
     encoder_file = encoder_weights_file(WEIGHTS_DIR, recipe.encoder, use="The downstream/judge U-Net encoders")
     seeds = downstream_seeds(params.seed, ev.downstream_seeds)
 
-    def randomize(labels, draws):  # SynthSeg-style: a fresh image from every batch's label crops
-        return randomized_images(labels, len(class_names) - 1, ev.randomization, draws)
-
     sim_labels = train["sim_labels"]
     trained = train_downstream({
         "sim_only": TrainingSet(train["sim"], sim_labels),
         "classical": TrainingSet(train["classical"], sim_labels),
-        "randomized": TrainingSet(train["sim"], sim_labels, randomize),
+        # SynthSeg-style: a fresh image from every batch's label crops
+        "randomized": TrainingSet(train["sim"], sim_labels, RandomizedRender(len(class_names) - 1, ev.randomization)),
         "real_oracle": TrainingSet(train["real"], train["real_labels"]),
     }, unet_builder(recipe, len(class_names), encoder_file, runtime), recipe,
-        ev.downstream_steps, seeds, train_runtime)
+        ev.downstream_steps, seeds, train_runtime,
+        training_processes(ev.downstream_processes, train_runtime, len(ROWS) * len(seeds)))
     counts = downstream_counts(trained.models, test["real"], test["real_labels"], len(class_names), runtime,
                                ev.batch_size)
     judge = trained.models["real_oracle"][0]  # never used in any loss

@@ -79,6 +79,15 @@ def _check_amp(value: Any) -> Any:
 
 
 Amp = Annotated[Any, AfterValidator(_check_amp)]  # "auto" | True | False
+
+
+def _check_processes(value: Any) -> Any:
+    if value == "auto" or (type(value) is int and value >= 1):
+        return value
+    raise ValueError(f"must be auto or a whole number >= 1, got {value!r}")
+
+
+Processes = Annotated[Any, AfterValidator(_check_processes)]  # "auto" | int >= 1
 Betas = tuple[Fraction, Fraction]
 VggLayers = Annotated[tuple[VggLayer, ...], Field(min_length=1)]
 
@@ -331,6 +340,7 @@ class EvaluateConfig:
     kid_subset_size: Annotated[int, Strict(), Field(ge=2)]  # the unbiased MMD estimate needs pairs
     downstream_steps: PosInt
     downstream_seeds: PosInt
+    downstream_processes: Processes  # processes training the downstream U-Nets at once
     randomization: RandomizationConfig
     bootstrap_resamples: Resamples
     bootstrap_set_resamples: Resamples

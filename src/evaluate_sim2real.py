@@ -21,7 +21,7 @@ from src.config import Params, as_dict
 from src.data.prepared import PREPARED, load_meta, load_split, split_digest
 from src.evaluation.distances import DistanceMetrics, feature_space
 from src.evaluation.downstream import (TrainingSet, downstream_counts, downstream_seeds, score_counts,
-                                       train_downstream, unet_builder)
+                                       train_downstream, training_processes, unet_builder)
 from src.evaluation.examples import sim2real_grid
 from src.evaluation.intervals import Resamples
 from src.evaluation.models import load_translator
@@ -81,7 +81,9 @@ def score_sim2real(params: Params) -> dict:
     trained = train_downstream({row: TrainingSet(renderings["train"][row], train["sim_labels"])
                                 for row in translated_rows},
                                unet_builder(recipe, len(class_names), encoder_file, runtime), recipe,
-                               ev.downstream_steps, seeds, train_runtime)
+                               ev.downstream_steps, seeds, train_runtime,
+                               training_processes(ev.downstream_processes, train_runtime,
+                                                  len(translated_rows) * len(seeds)))
     check_same({str(BASELINES / "baselines.json"): baselines_info["encoder_init"],
                 "this stage's U-Nets": trained.encoder_init}, "the U-Net encoder init")
     counts = {**baseline_counts, **downstream_counts(trained.models, test["real"], test["real_labels"],

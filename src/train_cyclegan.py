@@ -36,7 +36,7 @@ from src.training.gan_utils import ImagePool
 from src.training.inference import predict
 from src.training.loop import LoopSettings, NonFiniteLossError
 from src.training.run import training_run
-from src.training.runtime import make_runtime, seed_everything
+from src.training.runtime import adam_options, make_runtime, seed_everything
 from src.training.samples import difference_map, grid, overlay_labels
 from src.training.segmentation import dice_report, predict_labels
 
@@ -139,8 +139,9 @@ def train(params: Params, source: str = "classical", out: Path | None = None,
                            for name, net in vars(networks).items()})
     optimizers = CycleGANOptimizers(
         g=torch.optim.Adam(generator_param_groups([networks.g_sim2real, networks.g_real2sim], cfg.lr, cfg.intensity_lr),
-                           cfg.lr, betas=cfg.betas),
-        d=torch.optim.Adam([*nets.d_real.parameters(), *nets.d_sim.parameters()], cfg.lr, betas=cfg.betas))
+                           cfg.lr, betas=cfg.betas, **adam_options()),
+        d=torch.optim.Adam([*nets.d_real.parameters(), *nets.d_sim.parameters()], cfg.lr, betas=cfg.betas,
+                           **adam_options()))
     critics = CycleGANCritics(ImagePool(cfg.pool_size, torch.Generator().manual_seed(params.seed + 1)),
                               ImagePool(cfg.pool_size, torch.Generator().manual_seed(params.seed + 2)),
                               perceptual, segmenter, settings)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from src.atomic import write_json
-from src.augment.randomization import randomized_images
+from src.augment.randomization import RandomizedRender
 from src.config import Params, SegmenterConfig, as_dict
 from src.data.prepared import PREPARED, load_meta, open_split
 from src.models.segmenter import build_unet
@@ -40,7 +40,7 @@ def training_render(cfg: SegmenterConfig, n_tissues: int) -> Render | None:
     """
     if not cfg.randomize:
         return None
-    return lambda labels, draws: randomized_images(labels, n_tissues, cfg.randomization, draws)
+    return RandomizedRender(n_tissues, cfg.randomization)
 
 
 def train(params: Params) -> dict:

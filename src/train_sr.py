@@ -32,7 +32,7 @@ from src.training.distributed import from_environment, seed_rank_streams, shutdo
 from src.training.inference import predict
 from src.training.loop import LoopSettings, NonFiniteLossError
 from src.training.run import training_run
-from src.training.runtime import make_runtime, seed_everything
+from src.training.runtime import adam_options, make_runtime, seed_everything
 from src.training.samples import grid
 from src.training.sr_steps import (SRBatch, SRCritics, SRGanSettings, SRNets, SROptimizers, ema_decay_at, gan_step,
                                    psnr_step)
@@ -108,9 +108,10 @@ def train(params: Params, out: Path = OUT) -> dict[str, float]:
     # g_psnr.pt: DVC deletes a stage's outputs before re-running it, and a run resumed in
     # phase 2 must still have it.
     g_psnr = copy.deepcopy(g).requires_grad_(False)
-    opt_psnr = torch.optim.Adam(g.parameters(), lr=cfg.lr_psnr, betas=cfg.betas)
-    optimizers = SROptimizers(g=torch.optim.Adam(g.parameters(), lr=cfg.lr_gan, betas=cfg.betas),
-                              d=torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=cfg.betas))
+    opt_psnr = torch.optim.Adam(g.parameters(), lr=cfg.lr_psnr, betas=cfg.betas, **adam_options())
+    optimizers = SROptimizers(
+        g=torch.optim.Adam(g.parameters(), lr=cfg.lr_gan, betas=cfg.betas, **adam_options()),
+        d=torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=cfg.betas, **adam_options()))
     sched_psnr = torch.optim.lr_scheduler.LambdaLR(opt_psnr, warmup_cosine(cfg.warmup_steps, cfg.psnr_steps))
     seed_rank_streams(params.seed, dist.rank)  # each rank's own augmentation and instance-noise draws
     # The unwrapped networks: a checkpoint has the same names with or without DDP.

@@ -15,7 +15,7 @@ import pytest
 TESTS = Path(__file__).parent
 SLOW = ("faults", "distributed", "test_parallel_experiments.py", "test_sweep.py", "test_evaluate_split.py",
         "test_evaluate_outputs.py", "test_evaluate_errors.py", "test_downstream_protocol.py", "test_report.py",
-        "test_train_sr_stage.py", "test_prepare.py")
+        "test_train_sr_stage.py", "test_prepare.py", "test_downstream_processes.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -164,6 +164,7 @@ RANGE_CASES = [
     ("train.device", "gpu"), ("train.max_nan_retries", -1),
     *[(f"train.lambda_{name}", -1.0) for name in ("adv", "cycle", "identity", "percep", "semantic")],
     ("evaluate.device", "gpu"), ("evaluate.kid_subset_size", 1),
+    *[("evaluate.downstream_processes", value) for value in (0, "all", 2.5, True)],
     *[(f"evaluate.{name}", 0) for name in ("batch_size", "swd_descriptors_per_image", "swd_directions", "kid_subsets",
                                            "downstream_steps", "downstream_seeds", "bootstrap_resamples",
                                            "bootstrap_set_resamples", "n_examples")],
@@ -275,7 +276,8 @@ def wrong_types(value) -> list:
 
 
 # Choices that mix types (train.amp: auto | true | false): the generic wrong types would include a valid one.
-MIXED_CHOICE_WRONG_VALUES = {"train.amp": [1, 0, "yes", "True", b"x", 0.5]}
+MIXED_CHOICE_WRONG_VALUES = {"train.amp": [1, 0, "yes", "True", b"x", 0.5],
+                             "evaluate.downstream_processes": ["2", "Auto", True, 1.0, b"x", None]}
 
 
 @pytest.mark.parametrize("key", leaf_keys(RAW))

@@ -121,7 +121,10 @@ def write_params(root: Path) -> Path:
     raw["segmenter"].update(encoder="resnet18", encoder_depth=3, decoder_channels=[16, 8, 4], steps=1,
                             batch_size=2, crop_size=SIZE)
     raw["evaluate"].update(device="cpu", batch_size=4, swd_descriptors_per_image=8, swd_directions=8,
-                           kid_subsets=2, kid_subset_size=2, downstream_steps=1, n_examples=2)
+                           kid_subsets=2, kid_subset_size=2, downstream_steps=1, n_examples=2,
+                           # one process: spawning training processes costs seconds, more than these 1-step U-Nets
+                           # (tests/evaluation/test_downstream_processes.py and test_evaluate_split.py run them)
+                           downstream_processes=1)
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

@@ -23,11 +23,12 @@ OUTPUTS = ("metrics.json", "headline.json", "per_slice.csv", "plots/estimates.js
            "plots/reliability.json")
 
 
-def tiny_run(root: Path, seeds: int = 2) -> Path:
+def tiny_run(root: Path, seeds: int = 2, processes: int | str = 1) -> Path:
     make_tree(root)
     path = write_params(root)
     raw = yaml.safe_load(path.read_text())
-    raw["evaluate"].update(downstream_seeds=seeds, bootstrap_resamples=200, bootstrap_set_resamples=40)
+    raw["evaluate"].update(downstream_seeds=seeds, bootstrap_resamples=200, bootstrap_set_resamples=40,
+                           downstream_processes=processes)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
@@ -40,16 +41,17 @@ def outputs(root: Path) -> dict[str, object]:
 
 
 def test_separate_processes_and_another_order_give_the_same_files(tmp_path, monkeypatch):
-    # A: each stage in its own process, dvc.yaml's order (as `dvc repro`).
+    # A: each stage in its own process, dvc.yaml's order (as `dvc repro`), with the default
+    # evaluate.downstream_processes (auto: U-Nets trained in a process per core, of 1 thread each here).
     a = tmp_path / "a"
     a.mkdir()
-    params = tiny_run(a)
+    params = tiny_run(a, processes="auto")
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     for stage in ("baselines", "evaluate_sr", "evaluate_sim2real", "evaluate"):
         done = subprocess.run([sys.executable, "-m", f"src.{stage}", "--params", str(params)], cwd=a, env=env,
                               capture_output=True, text=True)
         assert done.returncode == 0, f"{stage}: {done.stderr[-2000:]}"
-    # B: one process, the sim-to-real part before the SR part (another order dvc may choose).
+    # B: one process, the sim-to-real part before the SR part (another order dvc may choose), U-Nets one at a time.
     b = tmp_path / "b"
     b.mkdir()
     monkeypatch.chdir(b)

@@ -25,6 +25,8 @@ read, never moved.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import kornia
 import torch
 import torch.nn.functional as F
@@ -84,3 +86,15 @@ def normalise_foreground(images: torch.Tensor, foreground: torch.Tensor) -> torc
         scaled = ((values - low) / (high - low).clamp_min(1e-6) * 2 - 1).clamp(-1, 1)
         out[i, 0][mask] = scaled
     return out
+
+
+@dataclass(frozen=True)
+class RandomizedRender:
+    """`render` for src/training/segmentation.py's fit_segmenter: `randomized_images` of each batch's label
+    crops. A class rather than a closure so that a training process (src/evaluation/downstream.py) can be sent
+    it."""
+    n_tissues: int
+    ranges: RandomizationConfig
+
+    def __call__(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return randomized_images(labels, self.n_tissues, self.ranges, generator)

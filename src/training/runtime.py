@@ -91,6 +91,17 @@ def use_bf16(amp: AmpChoice, device_type: str, flags: frozenset[str], cuda_bf16:
     return bool(CPU_BF16_FLAGS & flags)
 
 
+def adam_options() -> dict:
+    """Keyword arguments for every Adam/AdamW of the project: the fused kernel (one pass over all parameters
+    per step, on CPU and CUDA alike) instead of the per-tensor loop that is torch's default on CPU.
+
+    Measured (2-core EPYC without bf16, fp32, segmenter U-Net at batch 16, interleaved runs): 0.218-0.259 s
+    per step with the default loop, 0.207-0.226 fused. Same algorithm; the sums are ordered differently,
+    so results move at float-rounding level only.
+    """
+    return {"fused": True}
+
+
 def make_runtime(device: Literal["auto", "cpu", "cuda"], amp: AmpChoice, local_rank: int = 0,
                  key: str = "train.device") -> Runtime:
     """`device`: auto | cpu | cuda; `amp`: auto | true | false (see `use_bf16`). Logs the choice.

@@ -17,7 +17,7 @@ from src.metrics.segmentation import dice_per_class, mean_foreground_dice
 from src.training.data import BatchStream, CropFn, SliceCrops
 from src.training.distributed import SINGLE, Distributed, rank_seed
 from src.training.inference import predict
-from src.training.runtime import Runtime
+from src.training.runtime import Runtime, adam_options
 
 
 def augmentation(crop_size: int, seed: int) -> A.Compose:
@@ -81,7 +81,7 @@ def fit_segmenter(model: torch.nn.Module, images, labels, cfg: SegmenterConfig,
                          cfg.batch_size, dist, seed, workers, "segmenter.batch_size")
     render_draws = torch.Generator().manual_seed(rank_seed(seed, dist.rank) if dist.enabled else seed)
     dice_loss = smp.losses.DiceLoss(mode="multiclass")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **adam_options())
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=cfg.lr * 0.05)
     net = dist.wrap(model, runtime.device, unused_parameters=True)
     net.train()

@@ -159,6 +159,7 @@ def s2r_tree(root: Path, steps: int = 20, checkpoint_every: int = 10) -> Path:
     raw["segmenter"].update(encoder="resnet18", encoder_depth=3, decoder_channels=[16, 8, 4], steps=2, batch_size=2,
                             crop_size=16)
     raw["train"].update(device="cpu", amp=False)
+    raw["evaluate"]["downstream_processes"] = 1  # no spawned training processes for 2-step U-Nets
     raw["train"]["cyclegan"].update(crop_size=16, batch_size=1, g_blocks=1, g_channels=4, d_channels=4, d_layers=2,
                                     d_downsample=1,
                                     steps=steps, decay_start=0, pool_size=2, log_every=5, sample_every=1000,

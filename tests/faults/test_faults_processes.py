@@ -205,3 +205,40 @@ def test_sigterm_inside_a_staged_output_removes_the_staging_folder_and_keeps_the
     assert (out / "part.json").read_text() == "previous\n"
     assert sorted(p.name for p in out.parent.iterdir()) == ["evaluate_sr"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the stage restores the handler it replaced
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def test_sigterm_stops_the_downstream_training_processes_and_keeps_the_previous_baselines(tmp_path, monkeypatch):
+    """evaluate.downstream_processes > 1: baselines trains its U-Nets in spawned processes. A SIGTERM to the stage
+    (docker stop, Slurm, `timeout`) must end every one of them, exit 143 with one error line, and leave the
+    previous pipeline/baselines as it was, with no staging folder."""
+    from tests.test_evaluate_errors import make_tree, write_params as write_evaluation_params
+
+    monkeypatch.chdir(tmp_path)
+    make_tree(tmp_path)
+    write_evaluation_params(tmp_path)
+    log = tmp_path.parent / f"{tmp_path.name}-baselines.log"
+    done = start_stage(tmp_path, "baselines", log, "--params", "params.yaml")
+    assert done.wait(timeout=300) == 0, log.read_text()[-2000:]
+    before = snapshot(tmp_path, "pipeline/baselines")
+    edit_params(tmp_path, lambda raw: raw["evaluate"].update(downstream_processes=2, downstream_steps=100000))
+    proc = start_stage(tmp_path, "baselines", log, "--params", "params.yaml")
+    try:
+        # Both workers training: their progress bars (they write to the stage's stderr) have started.
+        wait_for(lambda: log.read_text().count("/100000") >= 2, timeout=180, proc=proc,
+                 what="the training processes to start")
+        workers = _children(proc.pid)
+        assert len(workers) >= 2, workers
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    wait_for(lambda: not any(pid_alive(pid) for pid in workers), timeout=15, what=f"the workers {workers} to end")
+    assert "error: baselines: terminated (SIGTERM)" in last_line(log.read_text())
+    assert snapshot(tmp_path, "pipeline/baselines") == before
+    assert leftovers(tmp_path) == []
