@@ -290,7 +290,7 @@ def test_every_param_refuses_wrong_types(key):
             params_from_dict(with_change(key, value))
 
 
-@pytest.mark.parametrize("section", [*RAW.keys() - {"seed"}, "data.sim", "train.sr", "train.cyclegan",
+@pytest.mark.parametrize("section", [*sorted(RAW.keys() - {"seed"}), "data.sim", "train.sr", "train.cyclegan",
                                      "segmenter.randomization"])
 def test_unknown_and_missing_keys_named_in_every_section(section):
     with pytest.raises(ConfigError, match="^" + re.escape(section) + r"\.extra: unknown key \(expected one of "):

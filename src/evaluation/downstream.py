@@ -11,7 +11,6 @@ comparisons with sim_only are paired in both slices and seeds.
 
 from __future__ import annotations
 
-import os
 import signal
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -76,13 +75,14 @@ def unet_builder(recipe: SegmenterConfig, n_classes: int, encoder_file: str | No
 def training_processes(setting: int | str, runtime: Runtime, jobs: int) -> int:
     """How many processes train the downstream U-Nets (evaluate.downstream_processes).
 
-    auto: on the CPU one per core, each with one thread; on a GPU one. A U-Net step at batch 16 on
-    64 px crops is too small to keep two OpenMP threads busy: measured on the 2-core EPYC without bf16,
-    one step on 2 threads took 0.26 s, two processes of 1 thread each made a step every 0.38-0.41 s
-    each (5.0 steps/s against 3.9).
+    auto: on the CPU one per thread this process was given (torch.get_num_threads(): the cores, or
+    OMP_NUM_THREADS), each then with one thread; on a GPU one. A U-Net step at batch 16 on 64 px crops
+    is too small to keep two OpenMP threads busy: measured on the 2-core EPYC without bf16, one step on
+    2 threads took 0.26 s, two processes of 1 thread each made a step every 0.38-0.41 s each (5.0 steps/s
+    against 3.9). A user who runs two experiments at once with OMP_NUM_THREADS=1 each gets one process each.
     """
     if setting == "auto":
-        setting = 1 if runtime.device.type != "cpu" else len(os.sched_getaffinity(0))
+        setting = 1 if runtime.device.type != "cpu" else torch.get_num_threads()
     return max(1, min(int(setting), jobs))
 
 

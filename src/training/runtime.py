@@ -38,7 +38,8 @@ CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 class Runtime:
     device: torch.device
     amp: bool              # bf16 autocast (CPU or CUDA)
-    channels_last: bool    # NHWC tensors: faster cuDNN convs under AMP; measured no gain on CPU
+    channels_last: bool    # NHWC tensors: faster cuDNN convs under AMP; no gain measured for the GANs on CPU
+                           # (the U-Nets gain on CPU too: src/training/segmentation.py turns it on there)
 
     def autocast(self, enabled: bool = True) -> contextlib.AbstractContextManager:
         """bf16 autocast when this runtime uses AMP and `enabled` (False: a fp32 island, e.g. for R1)."""

@@ -3,6 +3,7 @@ the downstream segmenters of `evaluate` (same augmentations, loss, optimiser and
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import albumentations as A
@@ -81,6 +82,11 @@ def fit_segmenter(model: torch.nn.Module, images, labels, cfg: SegmenterConfig,
                          cfg.batch_size, dist, seed, workers, "segmenter.batch_size")
     render_draws = torch.Generator().manual_seed(rank_seed(seed, dist.rank) if dist.enabled else seed)
     dice_loss = smp.losses.DiceLoss(mode="multiclass")
+    # NHWC on the CPU as well as on CUDA: a ResNet U-Net with BatchNorm runs oneDNN's channels-last kernels.
+    # Measured (2-core EPYC without bf16, fp32, batch 16 at 64 px, two 1-thread processes side by side, fused
+    # AdamW): 0.33-0.39 s per step NCHW, 0.27-0.31 NHWC. Same arithmetic, other summation order.
+    runtime = replace(runtime, channels_last=True)
+    model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **adam_options())
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=cfg.lr * 0.05)
     net = dist.wrap(model, runtime.device, unused_parameters=True)

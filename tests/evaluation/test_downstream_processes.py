@@ -4,7 +4,6 @@ trains one at a time: same weights bit for bit, same budgets, same order."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import pytest
@@ -70,8 +69,14 @@ def test_a_training_error_in_a_process_reaches_the_stage(tiny):
 
 
 def test_process_count():
-    cores = len(os.sched_getaffinity(0))
-    assert training_processes("auto", CPU, jobs=12) == min(cores, 12)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # as on a 2-core machine
+        assert training_processes("auto", CPU, jobs=12) == 2
+        torch.set_num_threads(1)  # OMP_NUM_THREADS=1: the user gave this process one core
+        assert training_processes("auto", CPU, jobs=12) == 1
+    finally:
+        torch.set_num_threads(before)
     assert training_processes("auto", CPU, jobs=1) == 1
     gpu = dataclasses.replace(CPU, device=torch.device("cuda"))
     assert training_processes("auto", gpu, jobs=12) == 1
