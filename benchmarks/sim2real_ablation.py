@@ -185,7 +185,7 @@ def main() -> None:
         name, _, rest = spec.partition(":")
         overrides = dict(item.split("=", 1) for item in rest.split(",") if item)
         weights, wall = train_translator(name, overrides)
-        g = runtime.place(load_translator(weights))
+        g = runtime.place(load_translator(weights, expected=None))
         source = overrides.get("source", "classical")
         translated_train = predict(g, train[source], runtime).clamp(-1, 1)
         translated_val = predict(g, val[source], runtime).clamp(-1, 1)

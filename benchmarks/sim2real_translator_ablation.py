@@ -307,7 +307,7 @@ def run(name: str, spec: dict, steps: int | None, downstream: bool) -> dict:
     load_before, start = os.getloadavg()[0], time.perf_counter()
     summary = train(params, source, out=out, segmenter_file=segmenter_file)
     wall = time.perf_counter() - start
-    g = runtime.place(load_translator(out / "g_sim2real.pt"))
+    g = runtime.place(load_translator(out / "g_sim2real.pt", expected=None))
     fp32 = runtime.fp32()
     translated = predict(g, val[source], fp32).clamp(-1, 1)
     result = {"name": name, "source": source, "segmenter": segmenter_kind, "overrides": spec["overrides"],

@@ -103,7 +103,7 @@ def score(out: Path, split: str, seed: int, runtime) -> dict:
     hr_img = data["hr"]
     outputs = {"naive": data["naive"].clamp(-1, 1)}
     for name, file in (("psnr_model", "g_psnr.pt"), ("gan_model", "g_gan.pt")):
-        g = runtime.place(load_sr_generator(out / file, scale, degradation))
+        g = runtime.place(load_sr_generator(out / file, scale, degradation, expected=None))
         outputs[name] = predict(g, data["lr"], runtime).clamp(-1, 1)
     draws = Resamples.draw(len(hr_img), 1000, 200, seed)
     rows = np.concatenate([np.arange(len(hr_img))[None], draws.sets])

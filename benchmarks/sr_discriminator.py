@@ -241,7 +241,7 @@ def main() -> None:
     params = params_from_dict(raw)
     meta = load_meta(SR_DATA / "meta.json")
     scale = int(meta["scale"])
-    g = load_sr_generator(psnr_model(raw), scale, meta["degradation"])
+    g = load_sr_generator(psnr_model(raw), scale, meta["degradation"], expected=None)
     start = time.perf_counter()
     batches = gan_phase_batches(params, g)
     hr_val, sr_val, owner = val_crops(g, scale, params.train.sr.crop_size)

@@ -24,6 +24,7 @@ from src.evaluation.parts import COUNTS_FILE, save_counts
 from src.pretrained import encoder_weights_file
 from src.stage import run_stage
 from src.training.checkpoint import save_weights
+from src.training.provenance import META_KEY, judge_provenance
 from src.training.runtime import make_runtime, seed_everything
 
 OUT = Path("pipeline/baselines")
@@ -71,7 +72,8 @@ def baselines(params: Params) -> dict:
             "encoder": recipe.encoder, "encoder_depth": recipe.encoder_depth,
             "decoder_channels": list(recipe.decoder_channels), "n_classes": len(class_names),
             "class_names": class_names, "encoder_weights": trained.encoder_init,
-            "trained_on": f"real train slices (real_oracle, seed {seeds[0]})"})
+            "trained_on": f"real train slices (real_oracle, seed {seeds[0]})",
+            META_KEY: judge_provenance(params).as_meta()})
         write_json(out / "baselines.json", {
             "rows": list(ROWS), "seeds": seeds, "steps_per_segmenter": trained.steps_per_segmenter,
             "encoder_init": trained.encoder_init, "n_test": len(test["real"]), "class_names": class_names,

@@ -34,6 +34,7 @@ from src.stage import run_stage
 from src.training.artifacts import load_segmenter
 from src.training.checkpoint import load_weights
 from src.training.inference import predict
+from src.training.provenance import judge_provenance, translator_provenance
 from src.training.runtime import make_runtime, seed_everything
 
 OUT = Path("pipeline/evaluate_sim2real")
@@ -59,10 +60,11 @@ def score_sim2real(params: Params) -> dict:
     # the data first: without a sim-to-real split (inputs without labels) no translator can ever exist.
     meta = load_meta(SIM2REAL / "meta.json")
     class_names = list(meta["class_names"])
-    translators = {source: runtime.place(load_translator(path, source)) for source, path in TRANSLATORS.items()}
+    translators = {source: runtime.place(load_translator(path, source, expected=translator_provenance(params, source)))
+                   for source, path in TRANSLATORS.items()}
     baselines_info = _read_baselines(params, class_names)
     baseline_counts = load_counts(BASELINES / COUNTS_FILE, tuple(baselines_info["rows"]), "baselines")
-    judge, _ = load_segmenter(BASELINES / "judge.pt", "baselines")
+    judge, _ = load_segmenter(BASELINES / "judge.pt", judge_provenance(params))
     judge = runtime.place(judge)
     train = load_split(SIM2REAL / "train", ("sim", "classical", "sim_labels"))
     test = load_split(SIM2REAL / "test", ("sim", "classical", "sim_labels", "real", "real_labels"))

@@ -17,7 +17,7 @@ from PIL import Image
 
 from src.atomic import staged_dir, write_text
 from src.config import Params
-from src.data.prepared import PREPARED, load_meta, load_split, split_digest
+from src.data.prepared import PREPARED, check_scale, load_meta, load_split, split_digest
 from src.evaluation import plots
 from src.evaluation.distances import DistanceMetrics, feature_space
 from src.evaluation.intervals import Resamples
@@ -28,6 +28,7 @@ from src.pretrained import weight_file
 from src.stage import run_stage
 from src.training.artifacts import load_segmenter
 from src.training.checkpoint import load_weights
+from src.training.provenance import judge_provenance, sr_provenance
 from src.training.runtime import make_runtime, seed_everything
 
 OUT = Path("pipeline/evaluate_sr")
@@ -50,15 +51,14 @@ def score_sr(params: Params) -> dict:
     runtime = make_runtime(ev.device, amp=False, key="evaluate.device")  # metrics in fp32, whatever the hardware's bf16
     sr_meta = load_meta(SR_DATA / "meta.json")
     scale, degradation = int(sr_meta["scale"]), sr_meta["degradation"]
-    g_psnr, g_gan = (runtime.place(load_sr_generator(path, scale, degradation, phase))
-                     for path, phase in ((G_PSNR, "psnr"), (G_GAN, "gan")))
     sr_test = load_split(SR_DATA / "test", ("lr", "hr", "naive"))
     sr_val = load_split(SR_DATA / "val", ("lr", "hr"))  # calibrates the uncertainty maps, never scored
     lr_img, hr_img = sr_test["lr"], sr_test["hr"]
-    if lr_img.shape[-1] * scale != hr_img.shape[-1] or lr_img.shape[-2] * scale != hr_img.shape[-2]:
-        raise ValueError(f"{SR_DATA / 'test'}: LR {tuple(lr_img.shape[-2:])} x{scale} does not give HR "
-                         f"{tuple(hr_img.shape[-2:])}")
-    judge, _ = load_segmenter(JUDGE, "baselines")
+    check_scale(SR_DATA / "meta.json", SR_DATA / "test", lr_img.shape, hr_img.shape, scale)
+    provenance = sr_provenance(params)  # the train split and train.sr params both models must come from
+    g_psnr, g_gan = (runtime.place(load_sr_generator(path, scale, degradation, phase, expected=provenance))
+                     for path, phase in ((G_PSNR, "psnr"), (G_GAN, "gan")))
+    judge, _ = load_segmenter(JUDGE, judge_provenance(params))
     extractor, space, space_note = feature_space(weight_file(WEIGHTS_DIR, "inception_fid", use="FID/KID"), judge)
     distances = DistanceMetrics(runtime.place(extractor), space, ev, params.seed, runtime)
     draws = Resamples.draw(len(hr_img), ev.bootstrap_resamples, ev.bootstrap_set_resamples, params.seed)

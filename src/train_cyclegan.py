@@ -35,6 +35,7 @@ from src.training.cyclegan_step import (CycleGANBatch, CycleGANCritics, CycleGAN
 from src.training.gan_utils import ImagePool
 from src.training.inference import predict
 from src.training.loop import LoopSettings, NonFiniteLossError
+from src.training.provenance import META_KEY, segmenter_provenance, translator_provenance
 from src.training.run import training_run
 from src.training.runtime import adam_options, make_runtime, seed_everything
 from src.training.samples import difference_map, grid, overlay_labels
@@ -124,7 +125,7 @@ def train(params: Params, source: str = "classical", out: Path | None = None,
         perceptual, vgg_backbone = perceptual_loss("pipeline/weights", cfg.vgg_layers, "The CycleGAN content loss")
         perceptual = runtime.place(perceptual)
     # One frozen segmenter: the semantic loss, the sample overlays and the val Dice.
-    segmenter, segmenter_meta = load_segmenter(segmenter_file)
+    segmenter, segmenter_meta = load_segmenter(segmenter_file, segmenter_provenance(params))
     segmenter = runtime.place(segmenter)
     networks = CycleGANNets(  # built in this order from the seed: g_sim2real, g_real2sim, d_real, d_sim
         *(runtime.place(ResnetGenerator(1, cfg.g_channels, cfg.g_blocks, cfg.residual, cfg.intensity_hidden,
@@ -185,7 +186,8 @@ def train(params: Params, source: str = "classical", out: Path | None = None,
                 "train_counts": {key: len(index) for key, index in keep.items()},
                 "train": {k: v for k, v in as_dict(train_cfg).items() if k != "sr"},
                 "vgg_backbone": vgg_backbone, "segmenter": segmenter_meta, "world_size": dist.world_size}
-    with training_run(out, state, run_fingerprint, train_cfg.resume, resolved, runtime, dist, params.seed) as run:
+    with training_run(out, state, run_fingerprint, train_cfg.resume, resolved, runtime, cfg.steps, dist,
+                      params.seed) as run:
         run.fit(step_fn, LoopSettings(total_steps=cfg.steps, log_every=cfg.log_every, sample_every=cfg.sample_every,
                                       checkpoint_every=cfg.checkpoint_every, max_nan_retries=train_cfg.max_nan_retries,
                                       desc=f"CycleGAN ({source})"), sample)
@@ -194,7 +196,8 @@ def train(params: Params, source: str = "classical", out: Path | None = None,
         # conv_path false: pointwise_steps >= steps, the zero-start conv path was never trained (it outputs 0).
         meta = {"channels": cfg.g_channels, "blocks": cfg.g_blocks, "residual": cfg.residual,
                 "intensity_hidden": cfg.intensity_hidden, "conv_path": cfg.pointwise_steps < cfg.steps,
-                "steps": cfg.steps, "vgg_backbone": vgg_backbone, "input": source}
+                "steps": cfg.steps, "vgg_backbone": vgg_backbone, "input": source,
+                META_KEY: translator_provenance(params, source).as_meta()}
         save_weights(out / "g_sim2real.pt", networks.g_sim2real, {**meta, "direction": "sim2real"})
         save_weights(out / "g_real2sim.pt", networks.g_real2sim, {**meta, "direction": "real2sim"})
         # Content check on validation slices: does the frozen segmenter still find the sim labels?

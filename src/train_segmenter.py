@@ -17,6 +17,7 @@ from src.training.checkpoint import save_weights
 from src.training.data import monitoring_slices
 from src.training.distributed import from_environment, shutdown
 from src.training.lock import LOCK_NAME, die_with_parent, output_lock
+from src.training.provenance import META_KEY, segmenter_provenance
 from src.training.runtime import make_runtime, seed_everything
 from src.training.segmentation import Render, dice_report, fit_segmenter, predict_labels
 
@@ -84,7 +85,8 @@ def fit_and_save(params: Params, dist) -> dict:
     metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
 
     save_weights(OUT / "segmenter.pt", model, {**segmenter_meta(params, len(class_names), encoder_weights),
-                                               "class_names": class_names, "trained_on": trained_on})
+                                               "class_names": class_names, "trained_on": trained_on,
+                                               META_KEY: segmenter_provenance(params).as_meta()})
     write_json(OUT / "config.json", {"seed": params.seed, "segmenter": as_dict(cfg), "encoder_weights": encoder_weights})
     write_json(OUT / "metrics.json", metrics)
     return metrics

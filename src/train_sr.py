@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from src.config import ConfigError, Params, SRTrainConfig, as_dict, fingerprint
-from src.data.prepared import PREPARED, load_meta, open_split, split_digest
+from src.data.prepared import PREPARED, check_scale, load_meta, open_split, split_digest
 from src.data.subset import train_subset
 from src.metrics.image_quality import psnr, ssim
 from src.models.discriminators import PatchDiscriminator
@@ -31,6 +31,7 @@ from src.training.data import BatchStream, SliceCrops, monitoring_slices, paired
 from src.training.distributed import from_environment, seed_rank_streams, shutdown
 from src.training.inference import predict
 from src.training.loop import LoopSettings, NonFiniteLossError
+from src.training.provenance import META_KEY, sr_provenance
 from src.training.run import training_run
 from src.training.runtime import adam_options, make_runtime, seed_everything
 from src.training.samples import grid
@@ -84,6 +85,7 @@ def train(params: Params, out: Path = OUT) -> dict[str, float]:
     meta = load_meta(SR_DATA / "meta.json")
     scale, degradation = int(meta["scale"]), meta["degradation"]
     data = open_split(SR_DATA / "train", ("lr", "naive", "hr"))  # memory maps: batches read their own slices
+    check_scale(SR_DATA / "meta.json", SR_DATA / "train", data["lr"].shape, data["hr"].shape, scale)
     subset = train_subset(len(data["hr"]), params.data.train_fraction, params.seed)
     if params.data.train_fraction < 1:
         log.info("data.train_fraction %.3g: training on %d of the train slices", params.data.train_fraction, len(subset))
@@ -151,7 +153,8 @@ def train(params: Params, out: Path = OUT) -> dict[str, float]:
     resolved = {"seed": params.seed, "train": {k: v for k, v in as_dict(train_cfg).items() if k != "cyclegan"},
                 "data_meta": meta, "train_fraction": params.data.train_fraction, "train_slices": subset.tolist(),
                 "data_consistency": data_consistency, "vgg_backbone": vgg_backbone, "world_size": dist.world_size}
-    with training_run(out, state, run_fingerprint, train_cfg.resume, resolved, runtime, dist, params.seed) as run:
+    with training_run(out, state, run_fingerprint, train_cfg.resume, resolved, runtime, cfg.psnr_steps + cfg.gan_steps,
+                      dist, params.seed) as run:
         if state.phase == "psnr":
             run.fit(psnr_phase_step, loop(cfg.psnr_steps, "SR psnr phase"), sample)
             g_psnr.load_state_dict(nets.g_ema.state_dict())
@@ -163,7 +166,7 @@ def train(params: Params, out: Path = OUT) -> dict[str, float]:
         if not dist.is_main:
             return {}
         model_meta = {"scale": scale, "degradation": degradation, "channels": cfg.g_channels, "blocks": cfg.g_blocks,
-                      "data_consistency": data_consistency}
+                      "data_consistency": data_consistency, META_KEY: sr_provenance(params).as_meta()}
         save_weights(out / "g_psnr.pt", g_psnr, {**model_meta, "phase": "psnr", "steps": cfg.psnr_steps})
         save_weights(out / "g_gan.pt", nets.g_ema, {**model_meta, "phase": "gan", "vgg_backbone": vgg_backbone,
                                                      "steps": cfg.psnr_steps + cfg.gan_steps})

@@ -102,8 +102,8 @@ def test_rows_train_on_their_own_renderings_of_the_same_labels(setup, monkeypatc
     raw_sim, classical = (torch.from_numpy(arrays[f"train/{k}"]) for k in ("sim", "classical"))
     sim_labels = torch.from_numpy(arrays["train/sim_labels"].astype(np.int64))
     expected = {"sim_only": raw_sim, "classical": classical,
-                "translated_sim": load_translator(G_SIM2REAL_RAW)(raw_sim).clamp(-1, 1),
-                "translated_classical": load_translator(G_SIM2REAL)(classical).clamp(-1, 1),
+                "translated_sim": load_translator(G_SIM2REAL_RAW, expected=None)(raw_sim).clamp(-1, 1),
+                "translated_classical": load_translator(G_SIM2REAL, expected=None)(classical).clamp(-1, 1),
                 "real_oracle": torch.from_numpy(arrays["train/real"])}
     for calls in zip(*(calls_of(recorder, row) for row in SETS)):
         call = dict(zip(SETS, calls))

@@ -20,6 +20,8 @@ from src.data.degrade import degrade, naive_upsample
 from src.models.cyclegan import ResnetGenerator
 from src.models.srresnet import SRResNet
 from src.training.checkpoint import save_weights
+from src.training.provenance import META_KEY, sr_provenance, translator_provenance
+from tests.faults.faults_helpers import provenance_in
 
 REPO = Path(__file__).resolve().parents[1]
 CLASS_NAMES = ["background", "csf", "gm", "wm"]
@@ -44,19 +46,23 @@ def render(labels: np.ndarray, intensities, rng: np.random.Generator) -> np.ndar
 
 
 def save_sr_model(path: Path, scale: int = SCALE, degradation: str = "kspace", seed: int = 1,
-                  phase: str | None = None) -> None:
-    """An SR generator file as train_sr writes it; `phase` defaults to the file's own (g_psnr.pt: psnr)."""
+                  phase: str | None = None, provenance: dict | None = None) -> None:
+    """An SR generator file as train_sr writes it; `phase` defaults to the file's own (g_psnr.pt: psnr);
+    `provenance`: what it records it was trained on (none: a file of an older version)."""
     torch.manual_seed(seed)
     g = SRResNet(scale, degradation, channels=4, blocks=1)
     save_weights(path, g, {"scale": scale, "degradation": degradation, "channels": 4, "blocks": 1,
-                           "data_consistency": False, "phase": phase or path.stem.removeprefix("g_")})
+                           "data_consistency": False, "phase": phase or path.stem.removeprefix("g_"),
+                           **({META_KEY: provenance} if provenance else {})})
 
 
-def save_translator(path: Path, seed: int = 2, direction: str = "sim2real", source: str | None = None) -> None:
+def save_translator(path: Path, seed: int = 2, direction: str = "sim2real", source: str | None = None,
+                    provenance: dict | None = None) -> None:
     """A translator file as train_cyclegan@<source> writes it; `source` defaults to the folder it goes into."""
     torch.manual_seed(seed)
     save_weights(path, ResnetGenerator(1, 4, 1), {"channels": 4, "blocks": 1, "residual": False,
-                                                  "direction": direction, "input": source or path.parent.name})
+                                                  "direction": direction, "input": source or path.parent.name,
+                                                  **({META_KEY: provenance} if provenance else {})})
 
 
 def save_split(folder: Path, **arrays: np.ndarray) -> None:
@@ -86,6 +92,8 @@ def make_tree(root: Path, n_test: int = N) -> dict[str, np.ndarray]:
     # val (calibrates the SR uncertainty maps): the test slices with other noise, from a separate generator
     val_hr = (hr + torch.from_numpy(np.random.default_rng(1).normal(0, 0.05, hr.shape).astype(np.float32))).clamp(-1, 1)
     save_split(sr_dir / "val", hr=val_hr.numpy(), lr=degrade(val_hr, SCALE, "kspace").numpy())
+    # train: never read by the evaluation, only fingerprinted as what the SR models were trained on
+    save_split(sr_dir / "train", hr=val_hr.numpy()[::-1].copy(), lr=degrade(val_hr.flip(0), SCALE, "kspace").numpy())
     (sr_dir / "meta.json").write_text(json.dumps({"scale": SCALE, "degradation": "kspace", "image_size": SIZE}))
 
     arrays = {}
@@ -103,10 +111,14 @@ def make_tree(root: Path, n_test: int = N) -> dict[str, np.ndarray]:
     (s2r_dir / "meta.json").write_text(json.dumps({"written": True, "class_names": CLASS_NAMES,
                                                    "val_test_aligned": True}))
 
-    save_sr_model(root / G_PSNR)
-    save_sr_model(root / G_GAN, seed=3)
-    save_translator(root / G_SIM2REAL)
-    save_translator(root / G_SIM2REAL_RAW, seed=4)
+    # The models record the data above and the test params as what they were trained on, as train_sr and
+    # train_cyclegan would.
+    write_params(root)
+    sr_stamp = provenance_in(root, sr_provenance)
+    save_sr_model(root / G_PSNR, provenance=sr_stamp)
+    save_sr_model(root / G_GAN, seed=3, provenance=sr_stamp)
+    save_translator(root / G_SIM2REAL, provenance=provenance_in(root, translator_provenance, "classical"))
+    save_translator(root / G_SIM2REAL_RAW, seed=4, provenance=provenance_in(root, translator_provenance, "sim"))
     weights_dir = root / "pipeline/weights"
     weights_dir.mkdir(parents=True)
     (weights_dir / "manifest.json").write_text(json.dumps({

@@ -218,6 +218,16 @@ def load_split(split_dir: Path | str, keys: tuple[str, ...], rows: np.ndarray | 
     return out
 
 
+def check_scale(meta_path: Path | str, split_dir: Path | str, lr_shape: tuple[int, ...], hr_shape: tuple[int, ...],
+                scale: int) -> None:
+    """ValueError naming `meta_path` when its scale does not turn the split's LR size into its HR size: a meta.json
+    edited or left from another prepare run. Stages check this before training or scoring anything."""
+    lr, hr = tuple(lr_shape[-2:]), tuple(hr_shape[-2:])
+    if (lr[0] * scale, lr[1] * scale) != hr:
+        raise ValueError(f"{meta_path}: says x{scale}, but in {split_dir} LR {lr} x{scale} does not give HR {hr}; "
+                         f"{REBUILD}")
+
+
 def split_digest(split_dir: Path | str) -> str:
     """sha256 over a split's files in name order (each name, size, then its bytes): the training fingerprint."""
     split_dir = Path(split_dir)

@@ -9,12 +9,15 @@ import torch
 from src.models.cyclegan import ResnetGenerator
 from src.models.srresnet import SRResNet
 from src.training.artifacts import load_frozen
+from src.training.provenance import Provenance
 
 
-def load_sr_generator(path: Path, scale: int, degradation: str, phase: str | None = None) -> torch.nn.Module:
+def load_sr_generator(path: Path, scale: int, degradation: str, phase: str | None = None, *,
+                      expected: Provenance | None) -> torch.nn.Module:
     """The SRResNet saved by train_sr, frozen in eval mode; it must match the test data's scale and degradation,
     and, with `phase` ("psnr" or "gan"), be that phase's model: a PSNR model copied over g_gan.pt is refused
-    instead of being reported as the GAN."""
+    instead of being reported as the GAN. `expected` (sr_provenance; None for benchmarks that trained the file
+    themselves): the data and params it must have been trained on."""
     def build(meta: dict) -> torch.nn.Module:
         if phase is not None and meta.get("phase") != phase:
             raise ValueError(f"{path}: is the {meta.get('phase', 'unlabelled')} model of train_sr, but is read as "
@@ -24,26 +27,27 @@ def load_sr_generator(path: Path, scale: int, degradation: str, phase: str | Non
                              f"data is x{scale} {degradation}; re-run train_sr")
         return SRResNet(scale, degradation, channels=meta["channels"], blocks=meta["blocks"],
                         data_consistency=meta["data_consistency"])
-    return load_frozen(path, build, "train_sr")[0]
+    return load_frozen(path, build, "train_sr", expected)[0]
 
 
-def load_translator(path: Path, source: str | None = None) -> torch.nn.Module:
+def load_translator(path: Path, source: str | None = None, *, expected: Provenance | None) -> torch.nn.Module:
     """g_sim2real saved by train_cyclegan, frozen in eval mode.
 
     source: the input rendering the caller will feed it ("sim" or "classical"). Then the file must say it is
     the sim -> real generator trained on that input: a model is never trusted by its file name (a real -> sim
     generator copied to g_sim2real.pt, or the other input's translator, is refused naming the file).
+    expected (translator_provenance; None for benchmarks that trained the file themselves): the data and params
+    it must have been trained on.
     """
-    # intensity_hidden: absent in files saved before the intensity branch existed (they have none).
-    net, meta = load_frozen(path, lambda meta: ResnetGenerator(1, meta["channels"], meta["blocks"], meta["residual"],
-                                                               meta.get("intensity_hidden", 0)), "train_cyclegan")
+    def build(meta: dict) -> torch.nn.Module:
+        if source is not None and (meta.get("direction"), meta.get("input")) != ("sim2real", source):
+            raise ValueError(f"{path}: is the {meta.get('direction') or 'unlabelled'} generator trained on the "
+                             f"{meta.get('input') or 'unknown'} input, but is read as the sim2real translator of the "
+                             f"{source} input; re-run `dvc repro train_cyclegan@{source}`")
+        # intensity_hidden: absent in files saved before the intensity branch existed (they have none).
+        return ResnetGenerator(1, meta["channels"], meta["blocks"], meta["residual"], meta.get("intensity_hidden", 0))
+    net, meta = load_frozen(path, build, f"train_cyclegan@{source}" if source else "train_cyclegan", expected)
     # conv_path false (train.cyclegan.pointwise_steps >= steps): the translator is its pointwise branch; its
     # never-trained conv path outputs exactly 0, so skipping it changes nothing but the cost.
     net.conv_path_enabled = meta.get("conv_path", True)
-    if source is not None:
-        found = (meta.get("direction"), meta.get("input"))
-        if found != ("sim2real", source):
-            raise ValueError(f"{path}: is the {found[0] or 'unlabelled'} generator trained on the "
-                             f"{found[1] or 'unknown'} input, but is read as the sim2real translator of the {source} "
-                             f"input; re-run `dvc repro train_cyclegan@{source}`")
     return net

@@ -32,7 +32,6 @@ class TrainingRun:
         self.state, self.checkpoint_path, self.fingerprint, self.stage = state, checkpoint_path, fingerprint, stage
         self.dist = dist
         self.summary: dict[str, Any] = {}
-        self.trained_to = -1  # the largest step count a `fit` of this run asked for
         self._open_live = open_live
         self._live: Live | None = None
 
@@ -46,8 +45,12 @@ class TrainingRun:
     def fit(self, step_fn: StepFn, settings: LoopSettings, sample_fn: SampleFn | None = None) -> None:
         if self.state.step > settings.total_steps:
             raise self.past_requested_steps(f"past the {settings.total_steps} steps this run asks for")
-        self.trained_to = max(self.trained_to, settings.total_steps)
         fit(self.state, step_fn, settings, self.checkpoint_path, self.fingerprint, self.live, sample_fn, self.dist)
+
+    def check_within(self, total_steps: int) -> None:
+        """A resumed state past `total_steps` (every phase of this run) is an error before anything is written."""
+        if self.state.step > total_steps:
+            raise self.past_requested_steps(f"past the {total_steps} steps of every phase this run trains")
 
     def past_requested_steps(self, what: str) -> CheckpointError:
         """A checkpoint from a longer run: resuming it would hand out that run's model as this shorter run's result.
@@ -66,12 +69,14 @@ def stage_of(out: Path) -> str:
 
 @contextmanager
 def training_run(out: Path, state: TrainState, fingerprint: str, resume: bool, resolved: dict,
-                 runtime: Runtime, dist: Distributed = SINGLE, seed: int = 0) -> Iterator[TrainingRun]:
+                 runtime: Runtime, total_steps: int, dist: Distributed = SINGLE,
+                 seed: int = 0) -> Iterator[TrainingRun]:
     """Resume `state` from `out/checkpoint/last.pt` when allowed and its fingerprint matches; log to `out/live`.
 
     One trainer per folder: an exclusive lock (`out/checkpoint/.trainer.lock`, src/training/lock.py)
     is held for the whole run, and the process dies with its parent. A checkpoint that does not fit
-    the networks, or lies past the steps this run asks for, is an error before anything is written.
+    the networks, or lies past `total_steps` (every phase this run trains), is an error before anything is
+    written: the body saves the models, so a check on leaving would come after they were overwritten.
     A fresh run keeps the previous run's logs until its first checkpoint (src/training/safekeeping.py).
     On success the dvclive summary holds `run.summary` plus what the numbers depend on
     (perceptual backbone, device, bf16), and `resolved` (the params and backbones the run
@@ -83,7 +88,9 @@ def training_run(out: Path, state: TrainState, fingerprint: str, resume: bool, r
     if not dist.is_main:
         die_with_parent()
         try_resume(state, out / "checkpoint" / "last.pt", fingerprint, resume, stage_of(out), dist, seed)
-        yield TrainingRun(state, out / "checkpoint" / "last.pt", fingerprint, stage_of(out), None, dist)
+        run = TrainingRun(state, out / "checkpoint" / "last.pt", fingerprint, stage_of(out), None, dist)
+        run.check_within(total_steps)
+        yield run
         return
     stage = stage_of(out)
     checkpoint_path = out / "checkpoint" / "last.pt"
@@ -98,11 +105,10 @@ def training_run(out: Path, state: TrainState, fingerprint: str, resume: bool, r
                 trim_metrics(live_dir, state.step)
             return stack.enter_context(Live(str(live_dir), dvcyaml=False, resume=resumed, save_dvc_exp=False))
 
+        run = TrainingRun(state, checkpoint_path, fingerprint, stage, open_live, dist)
         with previous_logs_kept(live_dir, checkpoint_path, fresh=not resumed), ExitStack() as stack:
-            run = TrainingRun(state, checkpoint_path, fingerprint, stage, open_live, dist)
+            run.check_within(total_steps)  # after a killed run's logs are settled, before the body writes models
             yield run
-            if resumed and state.step > run.trained_to:
-                raise run.past_requested_steps("past every phase this run trains")
             context = {"perceptual_backbone": resolved.get("vgg_backbone", "unused"), "device": str(runtime.device),
                        "bf16": runtime.amp}
             for key, value in {**run.summary, **context}.items():

@@ -5,6 +5,7 @@ A plain module with a unique name (not conftest.py) so the test modules import i
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -18,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+
+from src.config import load_params
+from src.training.provenance import META_KEY, segmenter_provenance
 
 REPO = Path(__file__).resolve().parents[2]
 # What a killed or failed stage must never leave behind: staging folders (src/atomic.py), half-written
@@ -169,8 +173,16 @@ def s2r_tree(root: Path, steps: int = 20, checkpoint_every: int = 10) -> Path:
     unet, weights = build_unet("resnet18", 3, [16, 8, 4], 4, None)
     save_weights(root / "pipeline/train_segmenter/segmenter.pt", unet,
                  {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 4], "n_classes": 4,
-                  "encoder_weights": weights, "class_names": CLASS_NAMES, "trained_on": "fault suite"})
+                  "encoder_weights": weights, "class_names": CLASS_NAMES, "trained_on": "fault suite",
+                  META_KEY: provenance_in(root, segmenter_provenance)})
     return root
+
+
+def provenance_in(root: Path, provenance, *args) -> dict:
+    """What a model trained in the tree at `root` records (src/training/provenance.py): `provenance(params, *args)`
+    of root's params.yaml and prepared data, for files the tests write in place of a stage's."""
+    with contextlib.chdir(root):
+        return provenance(load_params("params.yaml"), *args).as_meta()
 
 
 def edit_params(root: Path, edit) -> Path:

@@ -164,6 +164,13 @@ def test_an_sr_meta_the_stage_cannot_read_is_named_with_the_key(sr_run, capsys, 
     run_refused(sr_run, capsys, stage, f"{SR / 'meta.json'}: ", culprit, REBUILD_PREPARED)
 
 
+def test_an_sr_meta_whose_scale_disagrees_with_the_arrays_is_refused_before_any_training(sr_run, capsys):
+    # Lost data (issue 23): a meta.json saying x2 for x4 arrays let train_sr train and rewrite g_psnr.pt,
+    # g_gan.pt and last.pt before failing. The consistency check now runs first; every output stays as it was.
+    (SR / "meta.json").write_text(json.dumps({"scale": 2, "degradation": "kspace"}))
+    run_refused(sr_run, capsys, "train_sr", "x2", "(8, 8)", "(32, 32)", REBUILD_PREPARED)
+
+
 def test_a_weights_entry_without_its_file_is_named_by_train_sr(sr_run, capsys):
     _weights_entry(sr_run, "vgg19", {"status": "available", "description": "vgg19"})
     run_refused(sr_run, capsys, "train_sr", "pipeline/weights/manifest.json: the available entry 'vgg19' lacks the "
