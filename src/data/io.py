@@ -3,7 +3,8 @@
 Supported inputs (`find_inputs`, `load_volume`):
 
     *.nii, *.nii.gz        NIfTI volume (NibabelReader, reoriented to the closest canonical RAS)
-    *.dcm                  one DICOM file (PydicomReader): a 2-D image or a multi-frame volume
+    *.dcm                  one DICOM file: a 2-D image (PydicomReader) or a multi-frame volume, its frames
+                           ordered and its geometry read from the functional groups (`read_multiframe`)
     <folder>/ of DICOM     one DICOM series, all or nothing (`read_series`): every file a DICOM image of
                            one SeriesInstanceUID, ordered by InstanceNumber (or by position along the
                            slice normal when no file has one); a file that breaks this is named
@@ -229,12 +230,18 @@ def _tag_values(ds, tag: str, path: Path) -> list[float] | None:
 
 
 def _dicom_info(ds, path: Path, slice_mm: float | None, slice_sign: float, source: str) -> ReadInfo:
+    """The geometry of a (cols, rows, slices) array of DICOM pixels from a file's PixelSpacing and
+    ImageOrientationPatient (`_geometry`)."""
+    return _geometry(_tag_values(ds, "PixelSpacing", path), _tag_values(ds, "ImageOrientationPatient", path),
+                     slice_mm, slice_sign, source)
+
+
+def _geometry(spacing: list[float] | None, orientation: list[float] | None, slice_mm: float | None,
+              slice_sign: float, source: str) -> ReadInfo:
     """The geometry of a (cols, rows, slices) array of DICOM pixels: spacing PixelSpacing[1] (between columns),
     PixelSpacing[0] (between rows) and `slice_mm`; codes from ImageOrientationPatient, the slice axis running
     along its normal times `slice_sign`."""
-    spacing = _tag_values(ds, "PixelSpacing", path)
     col_mm, row_mm = (spacing[1], spacing[0]) if spacing is not None and len(spacing) == 2 else (None, None)
-    orientation = _tag_values(ds, "ImageOrientationPatient", path)
     codes = None
     if orientation is not None and len(orientation) == 6:
         along_row, along_col = np.asarray(orientation[:3]), np.asarray(orientation[3:])
@@ -378,12 +385,104 @@ def _grey(image):
 
 
 def _dicom_file_info(ds, path: Path) -> ReadInfo:
-    """The geometry of one DICOM file: a 2-D image's from its tags. A multi-frame file's frames keep their
-    per-frame geometry in functional groups, which this reader does not follow: its spacing stays unknown."""
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        return ReadInfo(spacing_source="none: multi-frame DICOM file (per-frame geometry not read)")
+    """The geometry of one single-frame DICOM file (a 2-D image) from its tags."""
     slice_mm, source = _stated_slice_spacing(ds)
     return _dicom_info(ds, path, slice_mm, 1.0, source)
+
+
+def _frames(ds) -> int:
+    return int(ds.get("NumberOfFrames", 1) or 1)
+
+
+def _functional(ds, frame, sequence: str, tag: str, path: Path) -> list[float] | None:
+    """A tag of an enhanced (multi-frame) DICOM file for one frame: the frame's own functional group, else the
+    shared one, else the top level (legacy multi-frame files)."""
+    for group in (frame, *(ds.get("SharedFunctionalGroupsSequence") or [])[:1]):
+        if group is not None and group.get(sequence):
+            values = _tag_values(group.get(sequence)[0], tag, path)
+            if values is not None:
+                return values
+    return _tag_values(ds, tag, path)
+
+
+def _read_dicom(path: Path):
+    """A DICOM file's dataset, its pixel data read only when used; DataError naming an unreadable file."""
+    try:
+        return pydicom.dcmread(path, defer_size="1 MB")
+    except Exception as err:  # noqa: BLE001 - any reader failure means an unreadable file
+        raise DataError(f"{path}: cannot read DICOM file (corrupt, truncated or not this format): "
+                        f"{type(err).__name__}: {err}") from None
+
+
+def _check_declared_size(path: Path, ds, max_mib: float | None) -> None:
+    """DataError when a multi-frame file's declared frames (as float32) exceed data.max_volume_mib, before any
+    pixel is decoded (as `check_nifti` does for a NIfTI header)."""
+    voxels = int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0) * _frames(ds)
+    if max_mib is not None and voxels * 4 > max_mib * 2 ** 20:
+        raise DataError(f"{path}: declares {_frames(ds)} frames of {ds.get('Rows')}x{ds.get('Columns')} pixels, "
+                        f"{voxels * 4 / 2 ** 20:.0f} MiB as float32, over data.max_volume_mib = {max_mib:g}; raise "
+                        "that limit if the volume is real, else the file is corrupt")
+
+
+def read_multiframe(path: Path, ds) -> tuple[np.ndarray, ReadInfo]:
+    """One enhanced (multi-frame) DICOM file as a float32 (cols, rows, frames) array, frames in order along
+    their normal, and its geometry read from the functional groups, as `read_series` reads a series.
+
+    Written by hand: MONAI's PydicomReader returns the frames as stored, in (rows, frames, cols), and no
+    geometry for them. Per frame, PixelMeasuresSequence (PixelSpacing, SliceThickness, SpacingBetweenSlices),
+    PlaneOrientationSequence and PlanePositionSequence are read from the frame's group, else the shared one.
+    DataError naming the file and the frame when frames differ in orientation or pixel spacing (no single
+    volume holds them) or share a position.
+    """
+    n = _frames(ds)
+    per_frame = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
+    frames = per_frame if len(per_frame) == n else [None] * n
+    orientations = [_functional(ds, f, "PlaneOrientationSequence", "ImageOrientationPatient", path) for f in frames]
+    spacings = [_functional(ds, f, "PixelMeasuresSequence", "PixelSpacing", path) for f in frames]
+    for tag, values in (("ImageOrientationPatient", orientations), ("PixelSpacing", spacings)):
+        for k, value in enumerate(values):
+            if (value is None) != (values[0] is None) or (
+                    value is not None and (len(value) != len(values[0]) or
+                                           not np.allclose(value, values[0], rtol=1e-4, atol=1e-4))):
+                raise DataError(f"{path}: frame {k + 1} has {tag} {_show(value, tag)}, frame 1 "
+                                f"{_show(values[0], tag)}: the frames of this multi-frame file do not stack into "
+                                "one volume (a multi-plane localizer?); export each plane and pixel size on its own")
+    positions = [_functional(ds, f, "PlanePositionSequence", "ImagePositionPatient", path) for f in frames]
+    orientation = orientations[0]
+    order, slice_mm, sign = list(range(n)), None, 1.0
+    if orientation is not None and len(orientation) == 6 and all(p is not None and len(p) == 3 for p in positions):
+        normal = np.cross(orientation[:3], orientation[3:])
+        along = [float(np.dot(normal, p)) for p in positions]
+        order = sorted(range(n), key=lambda k: along[k])
+        steps = np.diff([along[k] for k in order])
+        if (steps == 0).any():
+            k = order[int(np.flatnonzero(steps == 0)[0]) + 1]
+            raise DataError(f"{path}: frame {k + 1} has the same position along the slice normal as another frame "
+                            f"({along[k]:g} mm): a frame stored twice?")
+        slice_mm, source = float(np.median(steps)), "DICOM functional groups (PixelSpacing, ImagePositionPatient)"
+    else:
+        stated = {tag: _functional(ds, frames[0], "PixelMeasuresSequence", tag, path)
+                  for tag in ("SpacingBetweenSlices", "SliceThickness")}
+        tag = next((t for t, v in stated.items() if v), None)
+        slice_mm = stated[tag][0] if tag else None
+        source = f"DICOM functional groups (PixelSpacing, {tag}; frames as stored)" if tag else \
+            "DICOM functional groups (PixelSpacing; slice spacing unknown, frames as stored)"
+    try:
+        pixels = np.asarray(ds.pixel_array)
+    except Exception as err:  # noqa: BLE001 - undecodable pixel data
+        raise DataError(f"{path}: cannot decode the pixel data of this multi-frame DICOM file: "
+                        f"{type(err).__name__}: {err}") from None
+    if pixels.ndim != 3 or pixels.shape[0] != n:
+        raise DataError(f"{path}: NumberOfFrames {n} but the pixel data holds shape {pixels.shape}")
+    # Rescale per frame (PixelValueTransformationSequence): pydicom's apply_rescale reads the top level only.
+    rescale = [tuple((_functional(ds, f, "PixelValueTransformationSequence", tag, path) or [default])[0]
+                     for tag, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0))) for f in frames]
+    volume = np.stack([_as_float32(pixels[k] * np.float64(rescale[k][0]) + rescale[k][1], path)[0].T for k in order],
+                      axis=-1)
+    info = _geometry(spacings[0], orientation, slice_mm, sign, source)
+    if spacings[0] is None:
+        info = replace(info, spacing_source="none: the multi-frame DICOM file has no PixelSpacing")
+    return volume, info
 
 
 def _read(path: Path, max_mib: float | None = None) -> tuple[np.ndarray, ReadInfo]:
@@ -402,6 +501,11 @@ def _read(path: Path, max_mib: float | None = None) -> tuple[np.ndarray, ReadInf
         raise DataError(f"{path}: file not found")
     if suffix in NIFTI_SUFFIXES:
         check_nifti(path, max_mib)
+    if suffix in DICOM_SUFFIXES:
+        ds = _read_dicom(path)
+        if _frames(ds) > 1:
+            _check_declared_size(path, ds, max_mib)
+            return read_multiframe(path, ds)
     try:
         image = reader.read(path)
         array, meta = reader.get_data(image)
@@ -458,21 +562,51 @@ def load_volume(path: Path | str, max_mib: float | None = None) -> np.ndarray:
 def load_labels(path: Path | str, num_classes: int, max_mib: float | None = None) -> np.ndarray:
     """Read a label map as uint8 (same layout as `load_volume`); values must be the
     integers 0 .. num_classes - 1."""
+    return read_labels(path, num_classes, max_mib)[0]
+
+
+def read_labels(path: Path | str, num_classes: int, max_mib: float | None = None) -> tuple[np.ndarray, ReadInfo]:
+    """`load_labels` and the file's `ReadInfo`, for `check_same_grid` against its image."""
     path = Path(path)
-    array = load_volume(path, max_mib)
+    array, info = read_input(path, max_mib)
     rounded = np.rint(array)
     if not np.array_equal(rounded, array):
         raise DataError(f"{path}: label map holds non-integer values")
     values = np.unique(rounded)
     if values.min() < 0 or values.max() >= num_classes:
         raise DataError(f"{path}: label values must be integers 0..{num_classes - 1}, found {values.tolist()[:10]}")
-    return rounded.astype(np.uint8)
+    return rounded.astype(np.uint8), info
 
 
 def check_same_shape(image_path: Path, image: np.ndarray, other_path: Path, other: np.ndarray) -> None:
     """DataError naming `other_path` when a label map (or tissue map) does not match its image."""
     if image.shape != other.shape:
         raise DataError(f"{other_path}: shape {other.shape} does not match {image_path} {image.shape}")
+
+
+# Relative: scanners and converters write spacings to a few decimals; a label map on another grid differs by far more.
+SPACING_TOLERANCE = 0.01
+
+
+def check_same_grid(image_path: Path, image: ReadInfo, other_path: Path, other: ReadInfo) -> None:
+    """DataError naming `other_path` when a label map's voxel grid, as the two files state it, is not its image's.
+
+    The same shape is not enough: a label map resampled to other voxels (1 mm labels of a 1 x 1 x 1.2 mm scan,
+    cropped to the same size) or stored along other axes puts every label on other anatomy, and its Dice would be
+    computed against the wrong tissue. Spacings a file does not state (PNG) are not compared.
+    """
+    for axis, (a, b) in enumerate(zip(image.spacing_mm, other.spacing_mm)):
+        if a is not None and b is not None and abs(a - b) > SPACING_TOLERANCE * max(a, b):
+            raise DataError(f"{other_path}: voxel spacing {_mm(other.spacing_mm)} mm does not match its image "
+                            f"{image_path} ({_mm(image.spacing_mm)} mm, axis {axis}): a label map must be drawn on "
+                            f"its image's voxel grid (resample it with nearest-neighbour to the image first)")
+    if image.array_orientation and other.array_orientation and image.array_orientation != other.array_orientation:
+        raise DataError(f"{other_path}: its voxel axes point {other.array_orientation} as loaded, its image "
+                        f"{image_path} {image.array_orientation}: a label map must be drawn on its image's voxel grid")
+
+
+def _mm(spacing: tuple[float | None, ...]) -> str:
+    return " x ".join("?" if v is None else f"{v:g}" for v in spacing)
 
 
 def check_min_size(path: Path, shape: tuple[int, ...], axes: list[int], min_size: int) -> None:

@@ -31,8 +31,8 @@ import numpy as np
 from tqdm import tqdm
 
 from src.config import DataConfig
-from src.data.io import (DataError, ReadInfo, check_min_size, check_same_shape, find_inputs, input_stem, load_labels,
-                         read_input)
+from src.data.io import (DataError, ReadInfo, check_min_size, check_same_grid, check_same_shape, find_inputs,
+                         input_stem, read_input, read_labels)
 from src.data.labels import NUM_CLASSES, brain_mask_from_tissue, tissue_labels
 from src.data.preprocess import foreground_mask, normalise_volume, slice_geometry, square_pixel_shape
 
@@ -182,8 +182,9 @@ def read_volume(image_path: Path, label_path: Path | None, data: DataConfig) -> 
     vol, read = read_input(image_path, data.max_volume_mib)
     check_min_size(image_path, vol.shape, data.axes, data.image_size // data.scale)
     if label_path is not None:
-        lab = load_labels(label_path, NUM_CLASSES, data.max_volume_mib)
+        lab, label_read = read_labels(label_path, NUM_CLASSES, data.max_volume_mib)
         check_same_shape(image_path, vol, label_path, lab)
+        check_same_grid(image_path, read, label_path, label_read)
         mask = lab > 0
         if not mask.any():
             raise DataError(f"{label_path}: label map is all background")

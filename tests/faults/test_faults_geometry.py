@@ -18,7 +18,7 @@ from faults_helpers import (PREPARE_OUTPUTS, expect_failure, last_line, leftover
 from pydicom import dcmread
 
 from src import prepare
-from src.data.io import load_volume
+from src.data.io import load_volume, read_input
 from src.data.preprocess import foreground_mask
 from tests.data.datatest_helpers import base_params, synthetic_head, write_dicom, write_nifti
 
@@ -98,6 +98,109 @@ def test_dicom_series_mixing_pixel_spacings_is_refused(tree, capsys):
     _series(tree / "user/images/zz", tags={20: {"PixelSpacing": [0.5, 0.5]}})
     expect_failure(tree, capsys, "user/images/zz/im020.dcm", "PixelSpacing [0.5, 0.5]", "im000.dcm's [1, 1]",
                    workers=1)
+
+
+# ------------------------------------------------------------------ enhanced (multi-frame) DICOM
+
+
+def _multiframe(path: Path, frames: np.ndarray, positions: list[float] | None, slice_mm: float = 4.0,
+                orientation: dict[int, list[float]] | None = None, slope: float = 2.0, intercept: float = -10.0) -> Path:
+    """An Enhanced MR Image file of `frames` (n, rows, cols) uint16: 1 x 1 mm pixels, axial; frame k at
+    z = positions[k] (PlanePositionSequence per frame; None: no positions, SliceThickness `slice_mm` only);
+    orientation[k]: that frame's own PlaneOrientationSequence; rescale in the shared functional group."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import EnhancedMRImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    def item(**tags) -> Dataset:
+        ds = Dataset()
+        for name, value in tags.items():
+            setattr(ds, name, value)
+        return ds
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = EnhancedMRImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = EnhancedMRImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientID = "MR", "0"
+    ds.SeriesInstanceUID = generate_uid()
+    ds.NumberOfFrames = len(frames)
+    ds.Rows, ds.Columns = frames.shape[1:]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.SharedFunctionalGroupsSequence = [item(
+        PixelMeasuresSequence=[item(PixelSpacing=[1.0, 1.0], SliceThickness=slice_mm)],
+        PlaneOrientationSequence=[item(ImageOrientationPatient=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0])],
+        PixelValueTransformationSequence=[item(RescaleSlope=slope, RescaleIntercept=intercept)])]
+    per_frame = []
+    for k in range(len(frames)):
+        group = item()
+        if positions is not None:
+            group.PlanePositionSequence = [item(ImagePositionPatient=[0.0, 0.0, float(positions[k])])]
+        if (orientation or {}).get(k):
+            group.PlaneOrientationSequence = [item(ImageOrientationPatient=orientation[k])]
+        per_frame.append(group)
+    ds.PerFrameFunctionalGroupsSequence = per_frame
+    ds.PixelData = np.ascontiguousarray(frames, dtype=np.uint16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
+def _head_frames(n: int = 12) -> np.ndarray:
+    """(n, rows 40, cols 44) uint16 frames of a head, frame k = axial slice k."""
+    head, _ = synthetic_head((40, 44, n), seed=5)
+    # Noise in the head: no two neighbouring slices of this smooth phantom are near-twins for the leakage check.
+    noisy = head * 100 + (head > 0) * np.random.default_rng(5).uniform(0, 40, head.shape)
+    return np.ascontiguousarray(noisy.astype(np.uint16).transpose(2, 0, 1))
+
+
+def test_multiframe_dicom_is_ordered_and_its_geometry_read(workdir, capsys):
+    """An enhanced multi-frame file with 4 mm between frames, stored in reverse order, rescaled in its shared
+    functional group. Before: MONAI's reader kept the stored order in a (rows, frames, cols) array, applied no
+    rescale and read no spacing, so slices across the frames came out squashed 4:1, silently."""
+    (workdir / "user/images").mkdir(parents=True)
+    frames = _head_frames(36)
+    n = len(frames)
+    path = _multiframe(workdir / "user/images/mf.dcm", frames[::-1], positions=[4.0 * (n - 1 - k) for k in range(n)])
+    volume, info = read_input(path)
+    expected = np.stack([frames[k].T.astype(np.float32) * 2 - 10 for k in range(n)], axis=-1)  # (cols, rows, z up)
+    np.testing.assert_array_equal(volume, expected)
+    assert info.spacing_mm == (1.0, 1.0, 4.0) and "functional groups" in info.spacing_source
+    assert (info.orientation, info.array_orientation) == ("LPS", "LPS")
+    # prepare records the geometry read; slices in the acquired plane (axis 2) have square pixels. Slicing
+    # across the frames would resample them from this spacing (test_anisotropic_voxels_are_resampled_...).
+    rc, err = run_prepare(workdir, capsys, workers=1)
+    assert rc == 0, err
+    (entry,) = json.loads((workdir / "data/prepared/manifest.json").read_text())["volumes"]
+    assert entry["geometry"]["spacing_mm"] == [1.0, 1.0, 4.0] and "functional groups" in entry["geometry"]["spacing_source"]
+    assert entry["geometry"]["slices"] == [{"axis": 2, "pixel_mm": [1.0, 1.0], "resampled": False,
+                                            "pixels": [40, 44], "resampled_pixels": [40, 44]}]  # DICOM rows, cols
+    assert leftovers(workdir) == []
+
+
+def test_multiframe_dicom_without_positions_uses_its_stated_thickness_in_stored_order(workdir):
+    frames = _head_frames(6)
+    volume, info = read_input(_multiframe(workdir / "mf.dcm", frames, positions=None, slice_mm=3.0))
+    np.testing.assert_array_equal(volume[..., 0], frames[0].T.astype(np.float32) * 2 - 10)
+    assert info.spacing_mm == (1.0, 1.0, 3.0) and "SliceThickness" in info.spacing_source
+
+
+def test_multiframe_dicom_mixing_planes_is_refused(tree, capsys):
+    """A multi-frame localizer: frame 7 sagittal among axial frames (was: stacked into one volume, exit 0)."""
+    frames = _head_frames()
+    _multiframe(tree / "user/images/mf.dcm", frames, positions=[4.0 * k for k in range(len(frames))],
+                orientation={6: SAGITTAL})
+    expect_failure(tree, capsys, "user/images/mf.dcm", "frame 7", "ImageOrientationPatient",
+                   "[0, 1, 0, 0, 0, -1] (sagittal)", "(axial)", workers=1)
+
+
+def test_multiframe_dicom_with_a_frame_stored_twice_is_refused(tree, capsys):
+    frames = _head_frames()
+    positions = [4.0 * k for k in range(len(frames))]
+    positions[5] = positions[4]
+    _multiframe(tree / "user/images/mf.dcm", frames, positions=positions)
+    expect_failure(tree, capsys, "user/images/mf.dcm", "frame", "same position", workers=1)
 
 
 # ------------------------------------------------------------------ anisotropic voxels

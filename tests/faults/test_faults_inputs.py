@@ -269,6 +269,30 @@ def test_label_shape_mismatch(labelled, capsys):
     expect_failure(labelled, capsys, "user/labels/head0.nii.gz", "does not match")
 
 
+def test_label_map_on_another_voxel_grid_is_refused(labelled, capsys):
+    # Was exit 0: a label map of the right shape but resampled to 1.2 mm voxels (the image's are 1 mm) was sliced
+    # beside the image and its labels put on other anatomy.
+    labels = synthetic_head(SHAPE)[1]
+    nib.Nifti1Image(labels, np.diag([1.0, 1.0, 1.2, 1.0])).to_filename(str(labelled / "user/labels/head0.nii.gz"))
+    expect_failure(labelled, capsys, "user/labels/head0.nii.gz", "1 x 1 x 1.2 mm", "user/images/head0.nii.gz",
+                   "voxel grid")
+
+
+def test_label_map_stored_along_other_axes_is_read_on_its_images_grid(labelled, capsys):
+    # Valid: the same grid written with its axes flipped (another orientation in the file's affine). Both are
+    # loaded in one orientation (as_closest_canonical), so the labels land where they were drawn.
+    image, labels = synthetic_head(SHAPE)
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flip[0, 3] = SHAPE[0] - 1  # voxel i of the flipped file is voxel SHAPE[0]-1-i of the image: the same place
+    nib.Nifti1Image(labels[::-1].copy(), flip).to_filename(str(labelled / "user/labels/head0.nii.gz"))
+    prepared = ("data/prepared/sr", "data/prepared/sim2real")
+    before = snapshot(labelled, *prepared)
+    rc, err = run_prepare(labelled, capsys)
+    assert rc == 0, err
+    assert snapshot(labelled, *prepared) == before, "the flipped file's labels must give the same prepared arrays"
+    assert leftovers(labelled) == []
+
+
 def test_non_integer_labels(labelled, capsys):
     labels = synthetic_head(SHAPE)[1].astype(np.float32)
     labels[10, 10, 10] = 1.5
