@@ -20,9 +20,13 @@ REPO = Path(__file__).resolve().parents[2]
 WRAPPER = Path(__file__).with_name("audited_stage.py")
 # 2 ranks x half the batch against 1 rank x the whole batch, fp32: the same global batch and
 # gradient up to the order of float sums (DDP averages two half-batch means). Adam turns a
-# float-noise gradient into an update of up to lr (1e-3 here) per step, so after 16 steps the
-# weights may differ by about a tenth of one step: measured 2.7e-5 at most.
-SAME_RUN_ATOL = 1e-4
+# float-noise gradient into an update of up to lr (1e-3 here) per step, and a parameter whose true
+# gradient is ~0 (the last conv's bias, whose DC the data-consistency layer replaces) gets nothing
+# but noise: its weights may differ by a good part of one step, and how much depends on the CPU's
+# kernels (max 2.7e-5 on an EPYC without AVX512-BF16, 1.2e-4 / 2.3e-4 on one with it). So the
+# comparison reads the 99.9th percentile of |difference| over all weights: 1.5e-8 measured on both,
+# while a different global batch moves almost every weight by ~lr.
+SAME_RUN_ATOL = 1e-5
 
 
 def edit_params(root: Path, edit) -> Path:
@@ -74,10 +78,12 @@ def assert_identical(a: dict, b: dict, what: str) -> None:
     assert not differ, f"{what}: {differ[:5]}"
 
 
-def max_difference(a: dict, b: dict) -> float:
+def weight_difference(a: dict, b: dict) -> float:
+    """The 99.9th percentile of |a - b| over every floating-point weight and buffer (see SAME_RUN_ATOL)."""
     a, b = flat(a["modules"]), flat(b["modules"])
     assert a.keys() == b.keys()
-    return max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point())
+    diffs = torch.cat([(a[k].double() - b[k].double()).abs().flatten() for k in a if a[k].is_floating_point()])
+    return torch.quantile(diffs, 0.999).item()
 
 
 def writes(out: Path, rank: int) -> list[str]:
@@ -116,12 +122,12 @@ def test_sr_two_ranks_with_half_batches_equal_one_rank_with_the_whole_batch(tmp_
     run(two, tmp_path / "out2", "src.train_sr", nproc=2)
     for step in (10, 16):
         single, ddp = nets(tmp_path / "out1", 0, step), nets(tmp_path / "out2", 0, step)
-        assert max_difference(single, ddp) <= SAME_RUN_ATOL, step
+        assert weight_difference(single, ddp) <= SAME_RUN_ATOL, step
     # and the comparison can fail: a different global batch gives different weights
     three = edit_params(sr_tree(tmp_path / "three", psnr_steps=10, gan_steps=6),
                         lambda raw: (deterministic(raw), raw["train"]["sr"].update(batch_size=4)))
     run(three, tmp_path / "out3", "src.train_sr", nproc=2)
-    assert max_difference(nets(tmp_path / "out1", 0, 16), nets(tmp_path / "out3", 0, 16)) > 10 * SAME_RUN_ATOL
+    assert weight_difference(nets(tmp_path / "out1", 0, 16), nets(tmp_path / "out3", 0, 16)) > 10 * SAME_RUN_ATOL
 
 
 def test_ddp_run_killed_and_resumed_finishes_identically(tmp_path):
@@ -157,7 +163,7 @@ def test_a_single_process_checkpoint_resumes_under_ddp(tmp_path):
     assert "resuming from" in log and "written by 1 process(es), this run has 2" in log
     whole = edit_params(sr_tree(tmp_path / "whole", psnr_steps=10, gan_steps=6), deterministic)
     run(whole, tmp_path / "out_c", "src.train_sr", nproc=1)
-    assert max_difference(nets(tmp_path / "out_b", 0, 16), nets(tmp_path / "out_c", 0, 16)) <= SAME_RUN_ATOL
+    assert weight_difference(nets(tmp_path / "out_b", 0, 16), nets(tmp_path / "out_c", 0, 16)) <= SAME_RUN_ATOL
 
 
 def test_segmenter_and_cyclegan_ranks_agree_and_only_rank_0_writes(tmp_path):
