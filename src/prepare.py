@@ -32,7 +32,7 @@ from src.data.io import DataError
 from src.data.leakage import check_splits
 from src.data.manifest import manifest
 from src.data.preview import write_preview
-from src.data.sets import not_written_meta, save_sets, sim2real_meta, sim2real_sets, sr_meta, sr_sets_into
+from src.data.sets import not_written_meta, save_sets, sim2real_meta, sim2real_sets_into, sr_meta, sr_sets_into
 from src.data.splits import SplitError
 from src.data.stacks import resolve_workers, slice_inputs, split_stacks, split_volumes
 from src.data.volumes import VolumeInfo, folder_layout, read_mni152
@@ -40,7 +40,7 @@ from src.stage import run_stage
 
 MNI_DIR, OUT_DIR, PREVIEW_DIR = Path("data/raw/mni152"), Path("data/prepared"), Path("pipeline/prepare")
 SCRATCH = Path("data/prepare-scratch")  # staged as data/.prepare-scratch-tmp-<pid>-*: swept like the outputs
-SIM_STREAM, NOISE_STREAM = 1, 2  # np.random.default_rng([seed, stream]); stream 0 is the split
+NOISE_STREAM = 2  # np.random.default_rng([seed, stream]); stream 0 is the split, SIM_STREAM (1) the simulator
 SPLIT_KEYS = {"gap": "data.split_gap", "block": "data.sim_block", "axes": "data.axes",  # SplitError.setting
               "fractions": "data.split_fractions", "sim_fraction": "data.sim_fraction"}
 NO_LABELS = "no label maps (data.folder has no labels/): sim-to-real sets need tissue labels"
@@ -97,21 +97,20 @@ def _prepare(params: Params, scratch: Path, start: float) -> dict:
         raise ConfigError(f"{SPLIT_KEYS[err.setting]}: {err}") from None
     has_labels = all(v.label_source is not None for v in volumes)
     # Copies across splits that slabs and volume splits cannot see (an input exported twice, a symmetric volume).
-    parts, leakage = check_splits(parts, [str(v.image_path) for v in volumes], data.leakage)
+    parts, leakage = check_splits(parts, [str(v.image_path) for v in volumes], data.leakage, scratch=scratch)
     drop_from_manifest(splits, leakage["dropped"])
     splits["notes"] = [v.note for v in volumes if v.note]
-    # sim2real sets are made whole per split: the simulator's intensity window and the classical
-    # baseline's quantile map are fitted over a split (src/data/sets.py).
-    s2r = sim2real_sets(parts, sim_parts, data, np.random.default_rng([seed, SIM_STREAM])) if has_labels else None
-    s2r_info = sim2real_meta(s2r, data, user_sim) if s2r else not_written_meta(NO_LABELS)
-
-    # Only prepare's own outputs are staged and swapped in: DVC's data/prepared/.gitignore stays.
+    # Only prepare's own outputs are staged and swapped in: DVC's data/prepared/.gitignore stays. Every array is
+    # streamed into its file; the split-level fits read bounded samples (src/data/sets.py).
     with staged_dir(OUT_DIR / "sr") as sr_dir, staged_dir(OUT_DIR / "sim2real") as s2r_dir, \
             staged_dir(PREVIEW_DIR) as preview_dir:
         sr = sr_sets_into(sr_dir, parts, data, np.random.default_rng([seed, NOISE_STREAM]))
         sr_info = sr_meta(sr, data)
         save_sets(sr_dir, None, sr_info)
-        save_sets(s2r_dir, s2r, s2r_info)
+        s2r = (sim2real_sets_into(s2r_dir, parts, sim_parts, data, seed, resolve_workers(data.workers))
+               if has_labels else None)
+        s2r_info = sim2real_meta(s2r, data, user_sim) if s2r else not_written_meta(NO_LABELS)
+        save_sets(s2r_dir, None, s2r_info)
         write_preview(preview_dir / "preview.png", sr["test"], s2r["test"] if s2r else None, data)
         record = {**manifest(data, seed, inputs, volumes, splits, sim_splits, sr, s2r, NO_LABELS),
                   "leakage": leakage, "wall_time_s": round(time.perf_counter() - start, 2)}

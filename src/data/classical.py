@@ -30,7 +30,7 @@ def partial_volume_blur(images: np.ndarray, sigma: float) -> np.ndarray:
         return images.copy()
     kernel = 2 * int(np.ceil(3 * sigma)) + 1
     # Zero padding is 0, not the background value: blur the offset image so the border reads -1.
-    offset = torch.from_numpy(images) - BACKGROUND
+    offset = torch.from_numpy(images - np.float32(BACKGROUND))  # a new array: `images` may be a read-only memory map
     blurred = kornia.filters.gaussian_blur2d(offset, (kernel, kernel), (sigma, sigma), border_type="constant")
     return (blurred + BACKGROUND).numpy().astype(np.float32)
 

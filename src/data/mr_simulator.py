@@ -6,8 +6,8 @@ between excitations ignored beyond the T1 term):
     S = PD * (1 - exp(-TR / T1)) * exp(-TE / T2)
 
 then Rician noise (the magnitude of a complex signal with Gaussian noise of std
-`noise_std * S_WM` on both channels), then a per-stack normalisation to [-1, 1] anchored
-at zero signal: S = 0 maps to -1 (the background value) and the upper percentile of the
+`noise_std * S_WM` on both channels), then a per-split normalisation to [-1, 1] anchored
+at zero signal (prepare fits it on a bounded sample of the split: src/data/sets.py): S = 0 maps to -1 (the background value) and the upper percentile of the
 foreground (as data.percentiles for real slices) maps to +1. The real slices' robust window
 (`preprocess.normalise_volume`) cannot be used here: on a piecewise-constant image the
 darkest tissue *is* the lower percentile, so CSF would land exactly on the background
@@ -111,9 +111,25 @@ def elastic_deform_labels(labels: np.ndarray, magnitude: float, rng: np.random.G
     return out
 
 
+def check_labels(labels: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W) label maps in 0..len(CLASS_NAMES)-1, else ValueError."""
+    labels = np.asarray(labels)
+    if labels.ndim != 3 or labels.dtype != np.uint8:
+        raise ValueError(f"expected uint8 labels of shape (N, H, W), got {labels.dtype} {labels.shape}")
+    if labels.max(initial=0) >= len(CLASS_NAMES):
+        raise ValueError(f"labels must be in 0..{len(CLASS_NAMES) - 1}, got max {labels.max()}")
+    return labels
+
+
+def noisy_signal(labels: np.ndarray, sim_cfg: SimConfig, rng: np.random.Generator) -> np.ndarray:
+    """The un-normalised spin-echo magnitude signal of (N, H, W) label maps, with Rician noise (float32)."""
+    intensities = signal_intensities(sim_cfg.field_strength, sim_cfg.tr_ms, sim_cfg.te_ms)
+    return add_rician_noise(render(check_labels(labels), intensities), sim_cfg.noise_std * intensities[WM], rng)
+
+
 def simulate(labels: np.ndarray, sim_cfg: SimConfig, rng: np.random.Generator,
              percentiles: list[float] | tuple[float, float] = (0.5, 99.5)) -> np.ndarray:
-    """Render label maps as normalised spin-echo images.
+    """Render label maps as normalised spin-echo images, the window fitted on these maps.
 
     labels: (N, H, W) uint8 with classes CLASS_NAMES (0 background, 1 CSF, 2 GM, 3 WM).
     sim_cfg: field strength, TR/TE (ms) and Rician noise (fraction of the WM signal).
@@ -121,30 +137,36 @@ def simulate(labels: np.ndarray, sim_cfg: SimConfig, rng: np.random.Generator,
     Returns (N, 1, H, W) float32 in [-1, 1], exactly -1 where labels == 0 and nowhere else
     in the noise-free case. Deterministic
     given `rng`. Elastic deformation is not applied here (see `elastic_deform_labels`).
+    prepare streams a split through `noisy_signal` and `scale_from_zero_signal` instead, with the window
+    fitted on a bounded sample of it (src/data/sets.py).
     """
-    labels = np.asarray(labels)
-    if labels.ndim != 3 or labels.dtype != np.uint8:
-        raise ValueError(f"expected uint8 labels of shape (N, H, W), got {labels.dtype} {labels.shape}")
-    if labels.max(initial=0) >= len(CLASS_NAMES):
-        raise ValueError(f"labels must be in 0..{len(CLASS_NAMES) - 1}, got max {labels.max()}")
-    intensities = signal_intensities(sim_cfg.field_strength, sim_cfg.tr_ms, sim_cfg.te_ms)
-    signal = render(labels, intensities)
-    signal = add_rician_noise(signal, sim_cfg.noise_std * intensities[WM], rng)
+    labels = check_labels(labels)
+    signal = noisy_signal(labels, sim_cfg, rng)
     foreground = labels != BACKGROUND
     if not foreground.any():
         return np.full((len(labels), 1) + labels.shape[1:], -1.0, dtype=np.float32)
     return normalise_from_zero_signal(signal, foreground, percentiles[1])[:, None]
 
 
-def normalise_from_zero_signal(signal: np.ndarray, foreground: np.ndarray, high_percentile: float) -> np.ndarray:
-    """Map signal 0 to -1 and the `high_percentile` of the foreground signal to +1; background exactly -1.
+def foreground_high(signal: np.ndarray, foreground: np.ndarray, high_percentile: float) -> float:
+    """The `high_percentile` of the foreground signal: the value that maps to +1."""
+    high = float(np.percentile(signal[foreground], high_percentile))
+    if high <= 0:
+        raise ValueError(f"the foreground's {high_percentile}th-percentile signal is {high:g}: nothing to normalise")
+    return high
+
+
+def scale_from_zero_signal(signal: np.ndarray, foreground: np.ndarray, high: float) -> np.ndarray:
+    """Map signal 0 to -1 and `high` to +1 (clipped); background exactly -1.
 
     Every tissue has a positive spin-echo signal (PD > 0, TR > 0), so every tissue lands strictly
     above the background value whatever the TR/TE/field strength.
     """
-    high = float(np.percentile(signal[foreground], high_percentile))
-    if high <= 0:
-        raise ValueError(f"the foreground's {high_percentile}th-percentile signal is {high:g}: nothing to normalise")
     out = np.clip(signal.astype(np.float32) / np.float32(high), 0.0, 1.0) * 2.0 - 1.0
     out[~foreground] = BACKGROUND_VALUE
     return out.astype(np.float32)
+
+
+def normalise_from_zero_signal(signal: np.ndarray, foreground: np.ndarray, high_percentile: float) -> np.ndarray:
+    """`scale_from_zero_signal` with the window's top at the `high_percentile` of this foreground's signal."""
+    return scale_from_zero_signal(signal, foreground, foreground_high(signal, foreground, high_percentile))

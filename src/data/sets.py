@@ -16,6 +16,7 @@ background exactly -1:
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from src.data.preprocess import BACKGROUND
 from src.data.splits import SPLITS
 
 Sets = dict[str, dict[str, np.ndarray]]  # split -> array name -> array
+SIM_STREAM = 1  # np.random.default_rng([seed, SIM_STREAM, ...]) draws the simulator's deformations and noise
 CHUNK = 256  # slices degraded at a time when streaming; degrade and the noise draws are per slice, so any chunk
              # size gives the same bytes
 
@@ -75,35 +77,163 @@ def sr_sets_into(folder: Path, parts: Sets, data: DataConfig, rng: np.random.Gen
     return out
 
 
-def sim2real_sets(parts: Sets, user_sim: Sets | None, data: DataConfig, rng: np.random.Generator) -> Sets:
-    """train: sim from the train_sim slices' labels (deformed variants) and real from train_real;
-    val/test: each slice's real image, labels and a sim image rendered from the same labels.
-    With the user's own sim images (`user_sim`), those are the sim side of every split."""
-    sim_cfg = data.sim
-    out = {}
-    for split in SPLITS:
+FIT_SLICES = 2048  # at most this many slices, a seeded sample, fit a split-level statistic (the simulator's
+                   # window, the classical quantile map): memory stays bounded whatever the cohort's size, and a
+                   # split this small or smaller is fitted on every slice, exactly as a whole-split fit.
+
+
+POOL_MIN_ROWS = 1024  # fewer simulated rows render in this process: a pool's start (each worker imports torch,
+                     # a few seconds) costs more than they do (the demo has 91)
+
+
+def fit_rows(n: int, rng: np.random.Generator) -> np.ndarray:
+    """The (sorted) rows of an n-row array a split-level fit reads: all of them, or FIT_SLICES drawn by `rng`."""
+    return np.arange(n) if n <= FIT_SLICES else np.sort(rng.choice(n, FIT_SLICES, replace=False))
+
+
+class _SimRows:
+    """The simulator's rows of one split, each from its own seeded stream, so any row can be rendered alone, in any
+    process, and any chunking or order gives the same bytes: train row r is variant r % variants of train_sim slice
+    r // variants, elastically deformed; a val/test row is its real slice's labels, aligned."""
+
+    def __init__(self, labels: np.ndarray, variants: int, deform: bool, data: DataConfig, seed: list[int]):
+        self.labels, self.variants, self.deform, self.data, self.seed = labels, variants, deform, data, seed
+        self.n = len(labels) * variants
+
+    def job(self, rows: np.ndarray) -> tuple:
+        """What `render_job` needs for `rows`: only the label maps they start from, not the split's."""
+        first, last = (int(rows.min()) // self.variants, int(rows.max()) // self.variants + 1) if len(rows) else (0, 0)
+        return (np.asarray(self.labels[first:last], np.uint8), first, rows, self.variants, self.deform, self.data,
+                self.seed)
+
+    def render(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return render_job(self.job(rows))
+
+
+def render_job(job: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """(label maps (R, S, S) uint8, un-normalised noisy signal (R, S, S) float32) of a `_SimRows.job`'s rows; a
+    module-level function so that pool workers can run it."""
+    base_labels, first, rows, variants, deform, data, seed = job
+    size = base_labels.shape[1:]
+    labels, signal = np.empty((len(rows), *size), np.uint8), np.empty((len(rows), *size), np.float32)
+    for i, row in enumerate(rows):
+        rng = np.random.default_rng([*seed, int(row)])
+        base = base_labels[int(row) // variants - first:][:1]
+        labels[i] = (mr_simulator.elastic_deform_labels(base, data.sim.elastic_magnitude, rng) if deform else base)[0]
+        signal[i] = mr_simulator.noisy_signal(labels[i:i + 1], data.sim, rng)[0]
+    return labels, signal
+
+
+def _write_simulated(folder: Path, rows: _SimRows, data: DataConfig, window_rng: np.random.Generator,
+                     pool=None) -> None:
+    """sim and sim_labels of one split into `folder`: the window (the upper data.percentiles of the foreground
+    signal maps to +1) is fitted on `fit_rows`, whose renderings are kept and reused; then CHUNK rows at a time,
+    rendered in order by `pool` (a multiprocessing pool; None: in this process)."""
+    size = rows.labels.shape[1:]
+    sim = reserved_memmap(folder / "sim.npy", np.float32, (rows.n, 1, *size))
+    sim_labels = reserved_memmap(folder / "sim_labels.npy", np.uint8, (rows.n, *size))
+    if rows.n == 0:
+        return
+    run = pool.imap if pool is not None else map
+    sample = fit_rows(rows.n, window_rng)
+    rendered = list(run(render_job, [rows.job(sample[i:i + CHUNK]) for i in range(0, len(sample), CHUNK)]))
+    sample_labels = np.concatenate([labels for labels, _ in rendered])
+    sample_signal = np.concatenate([signal for _, signal in rendered])
+    del rendered
+    foreground = sample_labels != 0
+    high = mr_simulator.foreground_high(sample_signal, foreground, data.percentiles[1]) if foreground.any() else None
+    kept = dict(zip(sample.tolist(), range(len(sample))))
+    chunks = [np.arange(start, min(start + CHUNK, rows.n)) for start in range(0, rows.n, CHUNK)]
+    fresh = [np.array([r for r in chunk.tolist() if r not in kept], np.int64) for chunk in chunks]
+    for chunk, rows_left, (fresh_labels, fresh_signal) in zip(chunks, fresh, run(render_job, map(rows.job, fresh))):
+        where = {int(r): i for i, r in enumerate(rows_left)}
+        pick = [(sample_labels, sample_signal, kept[r]) if r in kept else (fresh_labels, fresh_signal, where[r])
+                for r in chunk.tolist()]
+        labels = np.stack([source_labels[i] for source_labels, _, i in pick])
+        signal = np.stack([source_signal[i] for _, source_signal, i in pick])
+        sim_labels[chunk] = labels
+        sim[chunk, 0] = (mr_simulator.scale_from_zero_signal(signal, labels != 0, high) if high is not None
+                         else np.float32(BACKGROUND))  # no foreground in the whole sample: an empty rendering
+    sim.flush()
+    sim_labels.flush()
+
+
+def _copy_rows(path: Path, source: np.ndarray, dtype: type) -> None:
+    """`source` (possibly a memory map) into a new .npy at `path`, CHUNK rows at a time."""
+    out = reserved_memmap(path, dtype, source.shape)
+    for start in range(0, len(source), CHUNK):
+        out[start:start + CHUNK] = np.asarray(source[start:start + CHUNK]).astype(dtype)
+    out.flush()
+
+
+SIM2REAL_KEYS = ("sim", "sim_labels", "real", "real_labels", "real_slice_index", "real_volume_index", "classical")
+
+
+def sim2real_sets_into(folder: Path, parts: Sets, user_sim: Sets | None, data: DataConfig, seed: int,
+                       workers: int = 1) -> Sets:
+    """The sim-to-real sets, streamed into <folder>/<split>/<key>.npy (the layout of `save_sets`) and given back
+    read-only memory-mapped. train: sim from the train_sim slices' labels (deformed variants) and real from
+    train_real; val/test: each slice's real image, labels and a sim image rendered from the same labels. With the
+    user's own sim images (`user_sim`), those are the sim side of every split.
+
+    Every array is written CHUNK slices at a time, and each split-level fit (the simulator's window per split, the
+    classical quantile map on train) reads at most FIT_SLICES slices, so memory does not grow with the cohort.
+    Each simulated row draws from its own stream np.random.default_rng([seed, SIM_STREAM, split, row]); the window's
+    sample from [seed, SIM_STREAM, split, 2**32 - 1], the classical map's from [seed, SIM_STREAM, 3]. Rows are
+    rendered by `workers` processes (the bytes do not depend on it)."""
+    pool = None
+    rows = (0 if user_sim is not None else
+            len(parts["train_sim"]["labels"]) * data.sim.variants_per_slice + len(parts["val"]["labels"])
+            + len(parts["test"]["labels"]))
+    if workers > 1 and rows >= POOL_MIN_ROWS:
+        # forkserver, as in src/data/stacks.py: a forked child of a process that has run torch can deadlock.
+        pool = multiprocessing.get_context("forkserver").Pool(workers)
+    try:
+        _write_sim2real(folder, parts, user_sim, data, seed, pool)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return {split: {k: np.load(folder / split / f"{k}.npy", mmap_mode="r") for k in SIM2REAL_KEYS}
+            for split in SPLITS}
+
+
+def _write_sim2real(folder: Path, parts: Sets, user_sim: Sets | None, data: DataConfig, seed: int, pool) -> None:
+    for index, split in enumerate(SPLITS):
+        out = folder / split
+        out.mkdir()
         if user_sim is not None:
             real = parts[split]
-            sim_images, sim_labels = user_sim[split]["images"], user_sim[split]["labels"]
-        elif split == "train":
-            real = parts["train_real"]
-            base = np.repeat(parts["train_sim"]["labels"], sim_cfg.variants_per_slice, axis=0)
-            sim_labels = mr_simulator.elastic_deform_labels(base, sim_cfg.elastic_magnitude, rng)
-            sim_images = mr_simulator.simulate(sim_labels, sim_cfg, rng, data.percentiles)
+            _copy_rows(out / "sim.npy", user_sim[split]["images"], np.float32)
+            _copy_rows(out / "sim_labels.npy", user_sim[split]["labels"], np.uint8)
         else:
-            real = parts[split]
-            sim_labels = real["labels"].copy()
-            sim_images = mr_simulator.simulate(sim_labels, sim_cfg, rng, data.percentiles)
-        out[split] = {"sim": sim_images.astype(np.float32), "sim_labels": sim_labels.astype(np.uint8),
-                      "real": real["images"], "real_labels": real["labels"].astype(np.uint8),
-                      "real_slice_index": real["slice_index"], "real_volume_index": real["volume_index"]}
-    train = out["train"]
-    matching = fit_classical(train["sim"], train["sim_labels"], train["real"], train["real_labels"],
+            real = parts["train_real"] if split == "train" else parts[split]
+            labels = parts["train_sim"]["labels"] if split == "train" else real["labels"]
+            variants = data.sim.variants_per_slice if split == "train" else 1
+            stream = [seed, SIM_STREAM, index]
+            rows = _SimRows(labels, variants, split == "train", data, stream)
+            _write_simulated(out, rows, data, np.random.default_rng([*stream, 2**32 - 1]), pool)
+        _copy_rows(out / "real.npy", real["images"], np.float32)
+        _copy_rows(out / "real_labels.npy", real["labels"], np.uint8)
+        np.save(out / "real_slice_index.npy", np.asarray(real["slice_index"]), allow_pickle=False)
+        np.save(out / "real_volume_index.npy", np.asarray(real["volume_index"]), allow_pickle=False)
+    train = {k: np.load(folder / "train" / f"{k}.npy", mmap_mode="r") for k in ("sim", "sim_labels", "real",
+                                                                                 "real_labels")}
+    fit_rng = np.random.default_rng([seed, SIM_STREAM, len(SPLITS)])
+    sim_rows, real_rows = fit_rows(len(train["sim"]), fit_rng), fit_rows(len(train["real"]), fit_rng)
+    matching = fit_classical(np.asarray(train["sim"][sim_rows]), np.asarray(train["sim_labels"][sim_rows]),
+                             np.asarray(train["real"][real_rows]), np.asarray(train["real_labels"][real_rows]),
                              data.classical_blur_sigma)
-    for arrays in out.values():
-        arrays["classical"] = classical_rendering(arrays["sim"], arrays["sim_labels"], matching,
-                                                  data.classical_blur_sigma)
-    return out
+    for split in SPLITS:
+        sim = np.load(folder / split / "sim.npy", mmap_mode="r")
+        labels = np.load(folder / split / "sim_labels.npy", mmap_mode="r")
+        classical = reserved_memmap(folder / split / "classical.npy", np.float32, sim.shape)
+        for start in range(0, len(sim), CHUNK):  # the blur and the map are per image: any chunk, the same bytes
+            classical[start:start + CHUNK] = classical_rendering(np.asarray(sim[start:start + CHUNK]),
+                                                                 np.asarray(labels[start:start + CHUNK]), matching,
+                                                                 data.classical_blur_sigma)
+        classical.flush()
+        del classical
 
 
 def _counts(arrays: dict[str, np.ndarray]) -> int | dict[str, int]:
