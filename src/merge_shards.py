@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.atomic import reserved_memmap, staged_dir, staging_dir, sweep_staging, write_json
+from src.atomic import release_pages, reserved_memmap, staged_dir, staging_dir, sweep_staging, write_json
 from src.data.io import DataError
 from src.data.leakage import check_splits
 from src.data.sets import CHUNK, SIM2REAL_KEYS, describe
@@ -82,6 +82,7 @@ def _concatenate(out: Path, sources: list[Path], key: str, offsets: list[int]) -
         for i in range(0, len(array), CHUNK):
             rows = np.asarray(array[i:i + CHUNK])
             merged[start + i:start + i + len(rows)] = rows + offset if key in VOLUME_KEYS else rows
+            release_pages(array, merged)  # RSS stays at a chunk
         start += len(array)
     merged.flush()
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from src.atomic import reserved_memmap
+from src.atomic import release_pages, reserved_memmap
 from src.data.io import DataError
 
 NEAR_DUPLICATE_CORRELATION = 0.97
@@ -81,13 +81,18 @@ def _descriptors(images: np.ndarray, flip: tuple[int, ...] = (), path: Path | No
            else reserved_memmap(path, np.float64, (len(images), first.shape[1])))
     for i in range(0, len(images), CHUNK):
         out[i:i + CHUNK] = descriptors(np.asarray(images[i:i + CHUNK]), flip)
+        release_pages(images, out)  # RSS stays at a block (src/atomic.py)
     return out
 
 
 def _hashes(images: np.ndarray) -> list[bytes]:
     """sha1 of each slice's pixels, CHUNK slices read at a time (20 bytes per slice held)."""
-    return [hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest()
-            for i in range(0, len(images), CHUNK) for image in np.asarray(images[i:i + CHUNK])]
+    out = []
+    for i in range(0, len(images), CHUNK):
+        out += [hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest()
+                for image in np.asarray(images[i:i + CHUNK])]
+        release_pages(images)
+    return out
 
 
 def _best_matches(base: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,6 +108,8 @@ def _best_matches(base: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.n
             better = block_top > top[start:start + CHUNK]
             top[start:start + CHUNK][better] = block_top[better]
             best[start:start + CHUNK][better] = block_best[better] + other_start
+            release_pages(other)
+        release_pages(base)
     return best, top
 
 
@@ -221,6 +228,7 @@ def _rows(array: np.ndarray | None, keep: np.ndarray, path: Path | None) -> np.n
     out = reserved_memmap(path, array.dtype, (len(keep), *array.shape[1:]))
     for start in range(0, len(keep), CHUNK):
         out[start:start + CHUNK] = array[keep[start:start + CHUNK]]
+        release_pages(out, array)
     out.flush()
     del out
     return np.load(path, mmap_mode="r")

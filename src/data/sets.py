@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.atomic import reserved_memmap, write_json
+from src.atomic import release_pages, reserved_memmap, write_json
 from src.config import DataConfig, as_dict
 from src.data import mr_simulator
 from src.data.classical import classical_rendering, fit_classical
@@ -67,6 +67,8 @@ def sr_sets_into(folder: Path, parts: Sets, data: DataConfig, rng: np.random.Gen
         for start in range(0, n, CHUNK):
             for key, array in sr_set(np.array(hr[start:start + CHUNK]), data, rng).items():
                 files[key][start:start + CHUNK] = array
+            release_pages(hr, *files.values())  # RSS stays at a chunk (src/atomic.py)
+        release_pages(hr)
         for key, array in files.items():
             array.flush()
         del files
@@ -77,9 +79,11 @@ def sr_sets_into(folder: Path, parts: Sets, data: DataConfig, rng: np.random.Gen
     return out
 
 
-FIT_SLICES = 2048  # at most this many slices, a seeded sample, fit a split-level statistic (the simulator's
-                   # window, the classical quantile map): memory stays bounded whatever the cohort's size, and a
-                   # split this small or smaller is fitted on every slice, exactly as a whole-split fit.
+FIT_SLICES = 512  # at most this many slices, a seeded sample, fit a split-level statistic (the simulator's
+                  # window, the classical quantile map): memory stays bounded whatever the cohort's size, and a
+                  # split this small or smaller is fitted on every slice, exactly as a whole-split fit. 512 slices
+                  # hold about 3M foreground pixels at 128 px; 2048 made the classical fit prepare's peak (3.3 GB
+                  # of anonymous memory in the main process, benchmarks/scale.py).
 
 
 POOL_MIN_ROWS = 1024  # fewer simulated rows render in this process: a pool's start (each worker imports torch,
@@ -154,6 +158,7 @@ def _write_simulated(folder: Path, rows: _SimRows, data: DataConfig, window_rng:
         sim_labels[chunk] = labels
         sim[chunk, 0] = (mr_simulator.scale_from_zero_signal(signal, labels != 0, high) if high is not None
                          else np.float32(BACKGROUND))  # no foreground in the whole sample: an empty rendering
+        release_pages(sim, sim_labels, rows.labels)
     sim.flush()
     sim_labels.flush()
 
@@ -163,6 +168,7 @@ def _copy_rows(path: Path, source: np.ndarray, dtype: type) -> None:
     out = reserved_memmap(path, dtype, source.shape)
     for start in range(0, len(source), CHUNK):
         out[start:start + CHUNK] = np.asarray(source[start:start + CHUNK]).astype(dtype)
+        release_pages(out, source)
     out.flush()
 
 
@@ -224,6 +230,7 @@ def _write_sim2real(folder: Path, parts: Sets, user_sim: Sets | None, data: Data
     matching = fit_classical(np.asarray(train["sim"][sim_rows]), np.asarray(train["sim_labels"][sim_rows]),
                              np.asarray(train["real"][real_rows]), np.asarray(train["real_labels"][real_rows]),
                              data.classical_blur_sigma)
+    release_pages(*train.values())  # the sampled rows are scattered over the whole files
     for split in SPLITS:
         sim = np.load(folder / split / "sim.npy", mmap_mode="r")
         labels = np.load(folder / split / "sim_labels.npy", mmap_mode="r")
@@ -232,6 +239,7 @@ def _write_sim2real(folder: Path, parts: Sets, user_sim: Sets | None, data: Data
             classical[start:start + CHUNK] = classical_rendering(np.asarray(sim[start:start + CHUNK]),
                                                                  np.asarray(labels[start:start + CHUNK]), matching,
                                                                  data.classical_blur_sigma)
+            release_pages(sim, labels, classical)
         classical.flush()
         del classical
 
@@ -279,11 +287,22 @@ def not_written_meta(reason: str) -> dict:
     return {"written": False, "reason": reason, "class_names": list(CLASS_NAMES)}
 
 
+def value_range(array: np.ndarray) -> list[float] | None:
+    """[min, max] of `array`, read CHUNK rows at a time (pages released: it may be a cohort's memory map)."""
+    if array.size == 0:
+        return None
+    low, high = np.inf, -np.inf
+    for start in range(0, len(array), CHUNK):
+        rows = np.asarray(array[start:start + CHUNK])
+        low, high = min(low, float(rows.min())), max(high, float(rows.max()))
+        release_pages(array)
+    return [low, high]
+
+
 def describe(sets: Sets) -> dict:
     """Per split: the count and each array's shape, dtype and value range (for the manifest)."""
     return {split: {"count": _counts(arrays),
-                    "arrays": {key: {"shape": list(a.shape), "dtype": str(a.dtype),
-                                     "range": [float(a.min()), float(a.max())] if a.size else None}
+                    "arrays": {key: {"shape": list(a.shape), "dtype": str(a.dtype), "range": value_range(a)}
                                for key, a in arrays.items()}}
             for split, arrays in sets.items()}
 

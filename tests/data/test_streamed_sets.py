@@ -93,7 +93,8 @@ def test_fits_read_a_bounded_seeded_sample(tmp_path, monkeypatch):
     sample_labels, sample_signal = rows.render(sample)
     high = mr_simulator.foreground_high(sample_signal, sample_labels != 0, DATA.percentiles[1])
     labels, signal = rows.render(np.arange(rows.n))
-    np.testing.assert_array_equal(out["train"]["sim"][:, 0], mr_simulator.scale_from_zero_signal(signal, labels != 0, high))
+    np.testing.assert_array_equal(out["train"]["sim"][:, 0],
+                                  mr_simulator.scale_from_zero_signal(signal, labels != 0, high))
     whole_high = mr_simulator.foreground_high(signal, labels != 0, DATA.percentiles[1])
     assert high != whole_high  # the sample's window really is the sample's
     # and the classical map is fitted on its own bounded sample of train, then applied to every split
@@ -159,3 +160,34 @@ def test_descriptors_on_disk_find_what_descriptors_in_ram_find(tmp_path, monkeyp
     for split in ("val", "test"):
         np.testing.assert_array_equal(kept_disk[split]["images"], kept_ram[split]["images"])
         np.testing.assert_array_equal(kept_disk[split]["slice_index"], kept_ram[split]["slice_index"])
+
+
+# ------------------------------------------------------------------ RSS of memory-mapped passes
+
+
+def _rss_file_kib() -> int:
+    """This process's resident file-backed pages (Linux /proc/self/status RssFile), KiB."""
+    line = next(line for line in open("/proc/self/status") if line.startswith("RssFile:"))
+    return int(line.split()[1])
+
+
+@pytest.mark.skipif(not hasattr(__import__("mmap"), "MADV_DONTNEED"), reason="needs madvise (Linux)")
+def test_release_pages_drops_what_a_pass_mapped_and_keeps_the_data(tmp_path):
+    """A pass over a 64 MiB memory map leaves its pages in RSS until released; after release_pages the RSS is
+    back, and the data (written through the map) is intact when read again."""
+    from src.atomic import release_pages, reserved_memmap
+
+    written = reserved_memmap(tmp_path / "a.npy", np.float32, (256, 256, 256))
+    for start in range(0, 256, 32):
+        written[start:start + 32] = start
+    written.flush()
+    before = _rss_file_kib()
+    reader = np.load(tmp_path / "a.npy", mmap_mode="r")
+    total = sum(float(np.asarray(reader[i:i + 32]).sum()) for i in range(0, 256, 32))
+    touched = _rss_file_kib()
+    release_pages(reader, written)
+    after = _rss_file_kib()
+    assert touched - before > 32 * 1024  # the pass mapped (most of) its 64 MiB
+    assert after - before < 8 * 1024
+    expected = sum(float(start) * 32 * 256 * 256 for start in range(0, 256, 32))
+    assert total == expected and float(np.asarray(reader[224:256]).sum()) == 224.0 * 32 * 256 * 256
