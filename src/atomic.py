@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import mmap
 import os
 import re
 import shutil
@@ -296,18 +295,3 @@ def reserved_memmap(path: Path, dtype: np.dtype | type, shape: tuple[int, ...]) 
                               str(path)) from None
             f.truncate(offset + nbytes)  # a file system that cannot reserve space: sparse, as above
     return np.memmap(path, dtype=dtype, mode="r+", offset=offset, shape=tuple(shape))
-
-
-def release_pages(*arrays: np.ndarray | None) -> None:
-    """Drop the file pages the memory-mapped `arrays` (np.load(mmap_mode=...) or reserved_memmap, or views of them)
-    hold in this process: madvise(MADV_DONTNEED) on each whole mapping. Their data stays in the file and the page
-    cache (a shared file mapping's dirty pages are written back, not lost), and is read again on the next access.
-
-    Why: every page a loop touches stays mapped, and counted in the process's RSS, until the mapping is closed,
-    so a stage that streams a cohort's arrays chunk by chunk would still grow its RSS to the cohort's size. Calling
-    this after each chunk keeps RSS at O(chunk). Arrays that are not memory-mapped are skipped; so is everything on
-    a system without madvise."""
-    for array in arrays:
-        mapping = getattr(array, "_mmap", None)
-        if mapping is not None and hasattr(mapping, "madvise"):
-            mapping.madvise(mmap.MADV_DONTNEED)

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from src.atomic import release_pages, reserved_memmap, staged_dir, staging_dir, sweep_staging, write_json
+from src.atomic import reserved_memmap, staged_dir, staging_dir, sweep_staging, write_json
+from src.data.mapped import release_pages
 from src.data.io import DataError
 from src.data.leakage import check_splits
 from src.data.sets import CHUNK, SIM2REAL_KEYS, describe

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from src.atomic import release_pages, reserved_memmap
+from src.atomic import reserved_memmap
+from src.data.mapped import release_pages
 from src.data.io import DataError
 
 NEAR_DUPLICATE_CORRELATION = 0.97
@@ -81,7 +82,7 @@ def _descriptors(images: np.ndarray, flip: tuple[int, ...] = (), path: Path | No
            else reserved_memmap(path, np.float64, (len(images), first.shape[1])))
     for i in range(0, len(images), CHUNK):
         out[i:i + CHUNK] = descriptors(np.asarray(images[i:i + CHUNK]), flip)
-        release_pages(images, out)  # RSS stays at a block (src/atomic.py)
+        release_pages(images, out)  # RSS stays at a block (src/data/mapped.py)
     return out
 
 

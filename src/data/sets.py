@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.atomic import release_pages, reserved_memmap, write_json
+from src.atomic import reserved_memmap, write_json
+from src.data.mapped import release_pages
 from src.config import DataConfig, as_dict
 from src.data import mr_simulator
 from src.data.classical import classical_rendering, fit_classical
@@ -67,7 +68,7 @@ def sr_sets_into(folder: Path, parts: Sets, data: DataConfig, rng: np.random.Gen
         for start in range(0, n, CHUNK):
             for key, array in sr_set(np.array(hr[start:start + CHUNK]), data, rng).items():
                 files[key][start:start + CHUNK] = array
-            release_pages(hr, *files.values())  # RSS stays at a chunk (src/atomic.py)
+            release_pages(hr, *files.values())  # RSS stays at a chunk (src/data/mapped.py)
         release_pages(hr)
         for key, array in files.items():
             array.flush()
@@ -117,7 +118,11 @@ class _SimRows:
 def render_job(job: tuple) -> tuple[np.ndarray, np.ndarray]:
     """(label maps (R, S, S) uint8, un-normalised noisy signal (R, S, S) float32) of a `_SimRows.job`'s rows; a
     module-level function so that pool workers can run it."""
-    base_labels, first, rows, variants, deform, data, seed = job
+    return _render_rows(*job)
+
+
+def _render_rows(base_labels: np.ndarray, first: int, rows: np.ndarray, variants: int, deform: bool,
+                 data: DataConfig, seed: list[int]) -> tuple[np.ndarray, np.ndarray]:
     size = base_labels.shape[1:]
     labels, signal = np.empty((len(rows), *size), np.uint8), np.empty((len(rows), *size), np.float32)
     for i, row in enumerate(rows):

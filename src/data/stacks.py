@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from src.atomic import release_pages, reserved_memmap
+from src.atomic import reserved_memmap
+from src.data.mapped import release_pages
 from src.config import DataConfig
 from src.data.io import DataError
 from src.data.preprocess import (BACKGROUND, crop_square, kept_slices, resample_images, resample_labels, resize_images,
@@ -207,7 +208,7 @@ def gather_into(stacks: list[Stack], positions: list[dict[str, np.ndarray]], spl
         if labels is not None:
             labels[start:start + len(pos)] = stack.labels[pos]
         start += len(pos)
-        release_pages(images, labels, stack.images, stack.labels)  # RSS stays at a stack (src/atomic.py)
+        release_pages(images, labels, stack.images, stack.labels)  # RSS stays at a stack (src/data/mapped.py)
     images.flush()
     return {
         "images": np.load(folder / f"{split}-images.npy", mmap_mode="r"),

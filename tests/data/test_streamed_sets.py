@@ -175,7 +175,8 @@ def _rss_file_kib() -> int:
 def test_release_pages_drops_what_a_pass_mapped_and_keeps_the_data(tmp_path):
     """A pass over a 64 MiB memory map leaves its pages in RSS until released; after release_pages the RSS is
     back, and the data (written through the map) is intact when read again."""
-    from src.atomic import release_pages, reserved_memmap
+    from src.atomic import reserved_memmap
+    from src.data.mapped import release_pages
 
     written = reserved_memmap(tmp_path / "a.npy", np.float32, (256, 256, 256))
     for start in range(0, 256, 32):
