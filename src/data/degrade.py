@@ -75,7 +75,7 @@ def kspace_downsample(hr_img: torch.Tensor, scale: int) -> torch.Tensor:
         kept[..., 0, :] = 0
     if lw % 2 == 0:
         kept[..., :, 0] = 0
-    kept = kept * _half_pixel_phase(lh, lw, h, w, scale, +1.0).to(kept.dtype)
+    kept = kept * _half_pixel_phase(lh, lw, h, w, scale, +1.0).to(kept.device, kept.dtype)
     low = torch.fft.ifft2(torch.fft.ifftshift(kept, dim=(-2, -1))).real
     low = low * (lh * lw) / (h * w)
     return (low * 2.0 - 1.0).to(hr_img.dtype)
@@ -94,7 +94,7 @@ def kspace_zero_fill_upsample(lr_img: torch.Tensor, scale: int) -> torch.Tensor:
     spectrum = torch.fft.fftshift(torch.fft.fft2(signal), dim=(-2, -1))
     padded = spectrum.new_zeros((n, c, h, w))
     padded[..., _centre_slice(h, lh), _centre_slice(w, lw)] = spectrum * _half_pixel_phase(
-        lh, lw, h, w, scale, -1.0).to(spectrum.dtype)
+        lh, lw, h, w, scale, -1.0).to(spectrum.device, spectrum.dtype)
     high = torch.fft.ifft2(torch.fft.ifftshift(padded, dim=(-2, -1))).real
     high = high * (h * w) / (lh * lw)
     return (high * 2.0 - 1.0).to(lr_img.dtype)
