@@ -50,3 +50,20 @@ def sr_run(finished_sr_run, tmp_path, monkeypatch):
     shutil.copytree(finished_sr_run, root)
     monkeypatch.chdir(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def evaluated(tmp_path_factory):
+    """A finished tiny evaluation (baselines, evaluate_sr, evaluate_sim2real, evaluate). Tests work on copies."""
+    from tests.test_evaluate_errors import make_tree, run_evaluation, write_params
+    root = tmp_path_factory.mktemp("evaluated")
+    cwd, threads = os.getcwd(), torch.get_num_threads()
+    os.chdir(root)
+    torch.set_num_threads(1)
+    try:
+        make_tree(root)
+        assert run_evaluation(write_params(root)) == 0
+    finally:
+        os.chdir(cwd)
+        torch.set_num_threads(threads)
+    return root

@@ -10,41 +10,21 @@ naming the file, what differs and the stage to re-run, before anything is writte
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from faults_helpers import edit_params, last_line, leftovers, provenance_in, s2r_tree, snapshot
 
 from src import evaluate_sim2real, evaluate_sr, train_cyclegan
 from src.training.checkpoint import load_weights
 from src.training.provenance import META_KEY, judge_provenance, sr_provenance, translator_provenance
-from tests.test_evaluate_errors import (G_GAN, G_PSNR, G_SIM2REAL, make_tree, run_evaluation, save_sr_model,
-                                        save_translator)
-from tests.test_evaluate_errors import write_params as write_evaluation_params
+from tests.test_evaluate_errors import G_GAN, G_PSNR, G_SIM2REAL, save_sr_model, save_translator
 
 pytestmark = pytest.mark.faults
 OUTPUTS = ("pipeline/evaluate_sr", "pipeline/evaluate_sim2real", "pipeline/baselines")
 JUDGE = Path("pipeline/baselines/judge.pt")
-
-
-@pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
-    """A finished tiny evaluation (baselines, evaluate_sr, evaluate_sim2real, evaluate). Tests work on copies."""
-    root = tmp_path_factory.mktemp("evaluated")
-    cwd, threads = os.getcwd(), torch.get_num_threads()
-    os.chdir(root)
-    torch.set_num_threads(1)
-    try:
-        make_tree(root)
-        assert run_evaluation(write_evaluation_params(root)) == 0
-    finally:
-        os.chdir(cwd)
-        torch.set_num_threads(threads)
-    return root
 
 
 @pytest.fixture

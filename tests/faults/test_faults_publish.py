@@ -23,8 +23,6 @@ from faults_helpers import last_line, leftovers, snapshot, stage_env, write_para
 from src import atomic, evaluate, prepare
 from src.stage import run_stage
 from tests.data.datatest_helpers import base_params, synthetic_head, write_nifti
-from tests.test_evaluate_errors import make_tree, run_evaluation
-from tests.test_evaluate_errors import write_params as write_evaluation_params
 
 pytestmark = pytest.mark.faults
 
@@ -67,22 +65,6 @@ def break_a_part(root: Path) -> None:
 def run_evaluate(capsys) -> tuple[int, str]:
     rc = evaluate.main(["--params", "params.yaml"])
     return rc, last_line(capsys.readouterr().err)
-
-
-@pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
-    """A finished tiny evaluation (baselines, evaluate_sr, evaluate_sim2real, evaluate). Tests work on copies."""
-    root = tmp_path_factory.mktemp("evaluated")
-    cwd, threads = os.getcwd(), torch.get_num_threads()
-    os.chdir(root)
-    torch.set_num_threads(1)
-    try:
-        make_tree(root)
-        assert run_evaluation(write_evaluation_params(root)) == 0
-    finally:
-        os.chdir(cwd)
-        torch.set_num_threads(threads)
-    return root
 
 
 @pytest.fixture(scope="module")
