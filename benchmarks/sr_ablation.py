@@ -1,7 +1,7 @@
 """SR ablation: train_sr variants trained in-process on the prepared data, scored on val (or test).
 
-Each run is `src.train_sr.train` (the stage's own code) with params.yaml plus overrides,
-writing to a scratch folder instead of pipeline/train_sr; its saved g_psnr.pt / g_gan.pt
+Each run is the SR stages' own code (`src.train_sr_psnr.train_psnr`, then `src.train_sr.train` from its model)
+with params.yaml plus overrides, writing to a scratch folder instead of pipeline/; the saved g_psnr.pt / g_gan.pt
 are loaded back with evaluate's loader and scored on the chosen split: PSNR (border crop =
 scale, data range 2.0), SWD to HR (x1e3, evaluate's SWD settings), each with a 95 % paired
 bootstrap interval over the split's slices, and the paired GAN/PSNR-model SWD ratio.
@@ -32,13 +32,14 @@ import torch
 import yaml
 
 from src.config import params_from_dict
-from src.data.prepared import PREPARED, load_meta, load_split
+from src.data.prepared import PREPARED, load_meta, load_split, split_digest
 from src.evaluation.intervals import Resamples, Statistic
-from src.evaluation.models import load_sr_generator
+from src.training.sr_models import load_sr_generator
 from src.metrics.bootstrap import shifted_percentile_interval
 from src.metrics.distribution import resampled_sliced_wasserstein
 from src.metrics.image_quality import psnr
 from src.training.inference import predict
+from src.training.provenance import SR_PSNR_KEYS
 from src.training.runtime import make_runtime
 
 RESULTS = Path("benchmarks/sr_ablation.json")
@@ -121,26 +122,22 @@ def score(out: Path, split: str, seed: int, runtime) -> dict:
     return result
 
 
-# Keys that only act in phase 2: GAN screens that differ from each other only in these can start
-# from one shared phase-1 checkpoint (--share-psnr). D is untouched in phase 1; of its keys only the parameter-free
-# high-pass front end is among them (the D state is kept from the run itself).
-GAN_PHASE_KEYS = {"gan_steps", "lr_gan", "d_highpass_sigma", "lambda_pixel", "lambda_percep", "lambda_adv", "gan_loss", "r1_gamma",
-                  "label_smoothing", "instance_noise", "diffaugment", "vgg_layers", "log_every", "sample_every",
-                  "checkpoint_every"}
 SHARED_PSNR = Path(tempfile.gettempdir()) / "sr_ablation_psnr_phase"
 
 
-def shared_psnr_checkpoint(raw: dict) -> Path:
-    """checkpoint/last.pt at the end of phase 1 for these phase-1 params, trained once (gan_steps 0) and kept."""
-    from src.train_sr import train
-    phase1 = {"seed": raw["seed"], "data": raw["data"],
-              "sr": {k: v for k, v in raw["train"]["sr"].items() if k not in GAN_PHASE_KEYS}}
-    folder = SHARED_PSNR / hashlib.sha256(json.dumps(phase1, sort_keys=True).encode()).hexdigest()[:12]
-    if not (folder / "checkpoint" / "last.pt").exists():
-        base = copy.deepcopy(raw)
-        base["train"]["sr"]["gan_steps"] = 0
-        train(params_from_dict(base), out=folder)
-    return folder / "checkpoint"
+def psnr_model(params, raw: dict, shared: bool, scratch: Path) -> Path:
+    """g_psnr.pt of stage train_sr_psnr's own code for these params: trained into `scratch`, or (shared) once per
+    PSNR-phase config and kept under /tmp, for GAN screens that differ only in GAN-phase keys."""
+    from src.train_sr_psnr import train_psnr
+    if shared:
+        key = {"seed": raw["seed"], "data": raw["data"], "sr": {k: raw["train"]["sr"][k] for k in SR_PSNR_KEYS},
+               "train_data": split_digest(PREPARED / "sr" / "train")}
+        folder = SHARED_PSNR / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    else:
+        folder = scratch / "psnr"
+    if not (folder / "g_psnr.pt").exists():
+        train_psnr(params, out=folder)
+    return folder / "g_psnr.pt"
 
 
 def run(name: str, overrides: dict, splits: tuple[str, ...], share_psnr: bool = False) -> dict:
@@ -148,29 +145,16 @@ def run(name: str, overrides: dict, splits: tuple[str, ...], share_psnr: bool = 
     params = params_from_dict(raw)
     from src.train_sr import train  # imported here: the stage module sets up nothing at import, but keep it local
     with tempfile.TemporaryDirectory(prefix=f"sr_ablation_{name}_") as tmp:
-        if share_psnr:
-            # Phase 1 is the same for every GAN screen: resume phase 2 from one shared phase-1
-            # checkpoint. Its fingerprint (which covers the phase-2 params too) is bypassed here only.
-            shutil.copytree(shared_psnr_checkpoint(raw), Path(tmp) / "checkpoint")
-            import src.training.run as run_module
-            from src.training.checkpoint import load_checkpoint
-
-            def resume_ignoring_fingerprint(state, checkpoint_path, fingerprint, resume):
-                saved = load_checkpoint(checkpoint_path)["state"]
-                # D and its optimiser are untouched in phase 1 (their fresh init, from the same seed):
-                # keep this run's own, whose layout may differ (a high-pass front end).
-                saved["modules"]["d"] = state.modules["d"].state_dict()
-                saved["optimizers"]["d"] = state.optimizers["d"].state_dict()
-                state.load_state_dict(saved)
-                return True
-            run_module.try_resume = resume_ignoring_fingerprint
+        out = Path(tmp) / "gan"
         load_before = os.getloadavg()[0]
-        start = time.perf_counter()
-        summary = train(params, out=Path(tmp))
+        start = time.perf_counter()  # a shared PSNR model's training is not in this run's wall time
+        g_psnr = psnr_model(params, raw, share_psnr, Path(tmp))
+        summary = train(params, out=out, psnr_model=g_psnr)
         wall = time.perf_counter() - start
         load_after = os.getloadavg()[0]
+        shutil.copy(g_psnr, out / "g_psnr.pt")  # `score` reads both models from one folder
         runtime = make_runtime(params.train.device, False)   # scores in fp32, as evaluate's metrics
-        result = {split: score(Path(tmp), split, params.seed, runtime) for split in splits}
+        result = {split: score(out, split, params.seed, runtime) for split in splits}
     cfg = params.train.sr
     return {"name": name, "splits": list(splits), "overrides": overrides, "shared_psnr_phase": share_psnr,
             "steps": {"psnr": cfg.psnr_steps, "gan": cfg.gan_steps},

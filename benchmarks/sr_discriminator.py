@@ -1,7 +1,7 @@
 """SR discriminator diagnosis: D trained alone against the frozen PSNR model, scored on val slices it never saw.
 
 The GAN phase of train_sr showed d/adv at 2 ln 2 (chance) throughout. This benchmark takes G
-out of the game: G is frozen at the trained PSNR model (phase 1 of train_sr, trained once
+out of the game: G is frozen at the trained PSNR model (stage train_sr_psnr's code, trained once
 in-process and cached under /tmp), and D is trained alone for the GAN phase's step count
 (train.sr.gan_steps) on the batches the GAN phase would draw (the stage's own BatchStream at
 steps psnr_steps .. psnr_steps + gan_steps), with the stage's own D builder and D update
@@ -25,7 +25,6 @@ wall times are those of one thread on a shared 2-core machine, not budget figure
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import os
@@ -41,12 +40,13 @@ from benchmarks.sr_ablation import interval
 from src.config import params_from_dict
 from src.data.prepared import PREPARED, load_meta, load_split, open_split, split_digest
 from src.data.subset import train_subset
-from src.evaluation.models import load_sr_generator
+from src.training.sr_models import load_sr_generator
 from src.metrics.bootstrap import percentile_interval, resample_indices
 from src.models.discriminators import PatchDiscriminator
 from src.models.highpass import HighPassDiscriminator, gaussian_highpass
 from src.training.data import BatchStream, SliceCrops, paired_crop
 from src.training.distributed import SINGLE
+from src.training.provenance import SR_PSNR_KEYS
 from src.training.runtime import make_runtime
 from src.training.sr_steps import SRGanSettings, d_step
 
@@ -56,8 +56,7 @@ SR_DATA = PREPARED / "sr"
 N_RESAMPLES = 1000
 VAL_STRIDE_LR = 8   # LR px between val crops: a 3 x 3 grid of 16-px LR crops on a 32-px LR slice
 # Keys of the PSNR phase: the cached PSNR model depends on these (and seed, data) only.
-PHASE1_KEYS = ("crop_size", "batch_size", "g_blocks", "g_channels", "data_consistency", "psnr_steps", "warmup_steps",
-               "lr_psnr", "betas", "ema_decay")
+PHASE1_KEYS = SR_PSNR_KEYS
 
 # name -> overrides of train.sr (and two benchmark-only D knobs: d_norm, highpass_gain).
 TODAY = {"spectral_norm": True, "d_channels": 32, "d_layers": 3, "d_highpass_sigma": 1.0,
@@ -92,16 +91,14 @@ CONFIGS: dict[str, dict] = {
 
 
 def psnr_model(raw: dict) -> Path:
-    """g_psnr.pt of phase 1 of train_sr for these params, trained once (gan_steps 0) and kept under /tmp."""
+    """g_psnr.pt of stage train_sr_psnr for these params, trained once and kept under /tmp."""
     sr = raw["train"]["sr"]
     key = {"seed": raw["seed"], "train_fraction": raw["data"]["train_fraction"], "sr": {k: sr[k] for k in PHASE1_KEYS},
            "train_data": split_digest(SR_DATA / "train")}
     folder = PSNR_CACHE / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     if not (folder / "g_psnr.pt").exists():
-        from src.train_sr import train
-        base = copy.deepcopy(raw)
-        base["train"]["sr"]["gan_steps"] = 0
-        train(params_from_dict(base), out=folder)
+        from src.train_sr_psnr import train_psnr
+        train_psnr(params_from_dict(raw), out=folder)
     return folder / "g_psnr.pt"
 
 

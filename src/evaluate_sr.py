@@ -21,7 +21,7 @@ from src.data.prepared import PREPARED, check_scale, load_meta, load_split, spli
 from src.evaluation import plots
 from src.evaluation.distances import DistanceMetrics, feature_space
 from src.evaluation.intervals import Resamples
-from src.evaluation.models import load_sr_generator
+from src.training.sr_models import load_sr_generator
 from src.evaluation.parts import write_part
 from src.evaluation.sr import DATA_RANGE, evaluate_sr
 from src.pretrained import weight_file
@@ -34,11 +34,11 @@ from src.training.runtime import make_runtime, seed_everything
 OUT = Path("pipeline/evaluate_sr")
 WEIGHTS_DIR = Path("pipeline/weights")
 SR_DATA = PREPARED / "sr"
-G_PSNR = Path("pipeline/train_sr/g_psnr.pt")
+G_PSNR = Path("pipeline/train_sr_psnr/g_psnr.pt")
 G_GAN = Path("pipeline/train_sr/g_gan.pt")
 JUDGE = Path("pipeline/baselines/judge.pt")
 DESCRIPTION = (
-    "Score the SR models on the test split. Reads data/prepared/sr/{val,test}/, pipeline/train_sr/{g_psnr,g_gan}.pt, "
+    "Score the SR models on the test split. Reads data/prepared/sr/{val,test}/, pipeline/train_sr_psnr/g_psnr.pt, pipeline/train_sr/g_gan.pt, "
     "pipeline/baselines/judge.pt (feature space without FID Inception weights), pipeline/weights/ and params.yaml "
     "(seed, evaluate). Writes pipeline/evaluate_sr/: part.json (the SR section), per_slice.json, reliability.json, "
     "examples/sr_grid.png, examples/sr_calibration.png.")
@@ -55,8 +55,9 @@ def score_sr(params: Params) -> dict:
     sr_val = load_split(SR_DATA / "val", ("lr", "hr"))  # calibrates the uncertainty maps, never scored
     lr_img, hr_img = sr_test["lr"], sr_test["hr"]
     check_scale(SR_DATA / "meta.json", SR_DATA / "test", lr_img.shape, hr_img.shape, scale)
-    provenance = sr_provenance(params)  # the train split and train.sr params both models must come from
-    g_psnr, g_gan = (runtime.place(load_sr_generator(path, scale, degradation, phase, expected=provenance))
+    # the train split and train.sr params each model must come from
+    g_psnr, g_gan = (runtime.place(load_sr_generator(path, scale, degradation, phase,
+                                                     expected=sr_provenance(params, phase)))
                      for path, phase in ((G_PSNR, "psnr"), (G_GAN, "gan")))
     judge, _ = load_segmenter(JUDGE, judge_provenance(params))
     extractor, space, space_note = feature_space(weight_file(WEIGHTS_DIR, "inception_fid", use="FID/KID"), judge)

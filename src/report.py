@@ -53,8 +53,14 @@ def without_switched_off_terms(definition: inputs.PlotDefinition) -> inputs.Plot
     train.sr.lambda_adv=0`): that curve is left out of its chart, with a log line. A chart none
     of whose files exist is still a missing input (the stage did not run, or wrote elsewhere).
     """
-    present = {path: field for path, field in definition.y.items()
-               if Path(path).is_file() or Path(path).parent.name != "g"}  # only G's loss terms can be switched off
+    def switchable(path: str) -> bool:
+        """Only G's loss terms can be switched off, and only in a stage that logged another curve of the chart
+        (the PSNR phase's pixel loss, alone from train_sr_psnr, is always logged)."""
+        logged_by_stage = Path(path).parent.parent  # .../<stage>/live/plots/metrics
+        return Path(path).parent.name == "g" and any(Path(other).is_file() for other in definition.y
+                                                     if other != path and Path(other).parent.parent == logged_by_stage)
+
+    present = {path: field for path, field in definition.y.items() if Path(path).is_file() or not switchable(path)}
     if not any(Path(path).is_file() for path in present) or len(present) == len(definition.y):
         return definition
     for path in sorted(set(definition.y) - set(present)):

@@ -26,7 +26,7 @@ from tests.faults.faults_helpers import provenance_in
 REPO = Path(__file__).resolve().parents[1]
 CLASS_NAMES = ["background", "csf", "gm", "wm"]
 SIZE, SCALE, N = 32, 4, 4
-G_PSNR = Path("pipeline/train_sr/g_psnr.pt")
+G_PSNR = Path("pipeline/train_sr_psnr/g_psnr.pt")
 G_GAN = Path("pipeline/train_sr/g_gan.pt")
 G_SIM2REAL = Path("pipeline/train_cyclegan/classical/g_sim2real.pt")
 G_SIM2REAL_RAW = Path("pipeline/train_cyclegan/sim/g_sim2real.pt")
@@ -47,7 +47,7 @@ def render(labels: np.ndarray, intensities, rng: np.random.Generator) -> np.ndar
 
 def save_sr_model(path: Path, scale: int = SCALE, degradation: str = "kspace", seed: int = 1,
                   phase: str | None = None, provenance: dict | None = None) -> None:
-    """An SR generator file as train_sr writes it; `phase` defaults to the file's own (g_psnr.pt: psnr);
+    """An SR generator file as train_sr_psnr / train_sr write it; `phase` defaults to the file's own (g_psnr.pt: psnr);
     `provenance`: what it records it was trained on (none: a file of an older version)."""
     torch.manual_seed(seed)
     g = SRResNet(scale, degradation, channels=4, blocks=1)
@@ -111,12 +111,11 @@ def make_tree(root: Path, n_test: int = N) -> dict[str, np.ndarray]:
     (s2r_dir / "meta.json").write_text(json.dumps({"written": True, "class_names": CLASS_NAMES,
                                                    "val_test_aligned": True}))
 
-    # The models record the data above and the test params as what they were trained on, as train_sr and
+    # The models record the data above and the test params as what they were trained on, as the SR stages and
     # train_cyclegan would.
     write_params(root)
-    sr_stamp = provenance_in(root, sr_provenance)
-    save_sr_model(root / G_PSNR, provenance=sr_stamp)
-    save_sr_model(root / G_GAN, seed=3, provenance=sr_stamp)
+    save_sr_model(root / G_PSNR, provenance=provenance_in(root, sr_provenance, "psnr"))
+    save_sr_model(root / G_GAN, seed=3, provenance=provenance_in(root, sr_provenance, "gan"))
     save_translator(root / G_SIM2REAL, provenance=provenance_in(root, translator_provenance, "classical"))
     save_translator(root / G_SIM2REAL_RAW, seed=4, provenance=provenance_in(root, translator_provenance, "sim"))
     weights_dir = root / "pipeline/weights"
@@ -250,7 +249,7 @@ def test_psnr_model_copied_over_the_gan_model_is_refused(tree, capsys):
     save_sr_model(tree / G_GAN, phase="psnr")
     assert run_evaluate(tree) == 1
     err = capsys.readouterr().err
-    assert str(G_GAN) in err and "is the psnr model of train_sr, but is read as its gan model" in err, err
+    assert str(G_GAN) in err and "is the psnr model of SR training, but is read as the gan model" in err, err
     assert_no_output(tree)
 
 

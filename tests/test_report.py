@@ -181,6 +181,7 @@ def make_tree(root: Path, metrics: dict, tile: int = 16) -> None:
     write_png(evaluate / "examples/sim2real_grid.png", 5 * tile, 3 * tile, seed=2)
     write_png(evaluate / "examples/extra_panel.png", 2 * tile, tile, seed=3)
     steps = np.arange(60)
+    write_tsv(root / "pipeline/train_sr_psnr/live/plots/metrics/g/pixel.tsv", "pixel", 0.3 * np.exp(-steps / 20) + 0.1)
     sr = root / "pipeline/train_sr/live/plots/metrics"
     write_tsv(sr / "g/pixel.tsv", "pixel", 0.2 * np.exp(-steps / 20) + 0.02)
     write_tsv(sr / "g/adv.tsv", "adv", 0.7 + 0.1 * np.sin(steps))
@@ -432,7 +433,8 @@ def test_a_missing_or_unknown_section_fails_naming_key_and_file_and_writes_nothi
     "pipeline/evaluate/metrics.json", "params.yaml", "pipeline/evaluate/examples", "dvc.yaml",
     "pipeline/evaluate/examples/sim2real_grid.png", "pipeline/evaluate/plots/differences.json",
     "pipeline/evaluate/examples/sr_calibration.png", "pipeline/evaluate/plots/reliability.json",
-    "pipeline/train_sr/live/plots/metrics", "pipeline/train_cyclegan/classical/live/plots/metrics",
+    "pipeline/train_sr_psnr/live/plots/metrics", "pipeline/train_sr/live/plots/metrics",
+    "pipeline/train_cyclegan/classical/live/plots/metrics",
     "pipeline/train_cyclegan/classical/live/plots/metrics/d_real/real_sign.tsv", "pipeline/train_segmenter/metrics.json",
 ])
 def test_missing_input_exits_1_naming_it_and_writes_nothing(tmp_path, monkeypatch, capsys, missing):

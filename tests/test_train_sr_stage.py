@@ -1,4 +1,5 @@
-"""The train_sr stage as a process: outputs, kill -9 then resume, fresh start on changed params."""
+"""The SR stages as processes (train_sr_psnr, then train_sr from its model): outputs, kill -9 then resume, fresh
+start on changed params, and what a GAN-phase change leaves alone."""
 
 import json
 import os
@@ -48,10 +49,19 @@ def make_tree(root: Path, psnr_steps: int = 300, gan_steps: int = 40) -> Path:
     return root
 
 
-def run_stage(cwd: Path, **popen) -> subprocess.Popen:
+PSNR, GAN = "src.train_sr_psnr", "src.train_sr"
+PSNR_DIR, GAN_DIR = Path("pipeline/train_sr_psnr"), Path("pipeline/train_sr")
+
+
+def run_stage(cwd: Path, module: str = GAN, **popen) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "DVCLIVE_TEST": ""}
-    return subprocess.Popen([sys.executable, "-m", "src.train_sr"], cwd=cwd, env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", module], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def run_both(cwd: Path) -> str:
+    """Both SR stages in dvc.yaml's order; their joined output."""
+    return finish(run_stage(cwd, PSNR)) + finish(run_stage(cwd, GAN))
 
 
 def finish(proc: subprocess.Popen) -> str:
@@ -60,20 +70,23 @@ def finish(proc: subprocess.Popen) -> str:
     return out
 
 
-def metric_steps(root: Path) -> list[int]:
-    rows = (root / "pipeline/train_sr/live/plots/metrics/g/pixel.tsv").read_text().splitlines()[1:]
+def metric_steps(root: Path, stage_dir: Path = PSNR_DIR) -> list[int]:
+    rows = (root / stage_dir / "live/plots/metrics/g/pixel.tsv").read_text().splitlines()[1:]
     return [int(r.split("\t")[0]) for r in rows]  # dvclive tsv: step, value
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     straight = make_tree(tmp_path / "straight")
-    finish(run_stage(straight))
-    for name in ("g_psnr.pt", "g_gan.pt", "config.json", "checkpoint/last.pt", "live/metrics.json"):
-        assert (straight / "pipeline/train_sr" / name).exists(), name
+    run_both(straight)
+    for name in ("g_psnr.pt", "config.json", "checkpoint/last.pt", "live/metrics.json"):
+        assert (straight / PSNR_DIR / name).exists(), name
+    for name in ("g_gan.pt", "config.json", "checkpoint/last.pt", "live/metrics.json"):
+        assert (straight / GAN_DIR / name).exists(), name
+    assert metric_steps(straight, GAN_DIR)[0] > metric_steps(straight)[-1], "phase 2 goes on from phase 1's steps"
 
     killed = make_tree(tmp_path / "killed")
-    proc = run_stage(killed)
-    checkpoint = killed / "pipeline/train_sr/checkpoint/last.pt"
+    proc = run_stage(killed, PSNR)
+    checkpoint = killed / PSNR_DIR / "checkpoint/last.pt"
     deadline = time.time() + 240
     while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
@@ -81,59 +94,84 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the stage finished before it could be killed; raise psnr_steps"
-    assert not (killed / "pipeline/train_sr/g_gan.pt").exists()
+    assert not (killed / PSNR_DIR / "g_psnr.pt").exists()
 
-    out = finish(run_stage(killed))
+    out = finish(run_stage(killed, PSNR))
     assert "resuming from" in out
-    for name in ("g_psnr.pt", "g_gan.pt"):
-        a = load_weights(straight / "pipeline/train_sr" / name)["state_dict"]
-        b = load_weights(killed / "pipeline/train_sr" / name)["state_dict"]
-        assert all(torch.equal(a[k], b[k]) for k in a), f"{name} differs after kill -9 + resume"
+    finish(run_stage(killed, GAN))
+    for path in (PSNR_DIR / "g_psnr.pt", GAN_DIR / "g_gan.pt"):
+        a = load_weights(straight / path)["state_dict"]
+        b = load_weights(killed / path)["state_dict"]
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{path} differs after kill -9 + resume"
     # Logged rows after the checkpoint were trimmed and re-logged once: no duplicates, same steps.
     assert metric_steps(killed) == metric_steps(straight)
 
-    # DVC deletes a stage's (non-persisted) outputs before re-running it; a run resumed in
-    # the GAN phase must rebuild both generators from the checkpoint alone.
-    expected = {name: load_weights(straight / "pipeline/train_sr" / name)["state_dict"] for name in ("g_psnr.pt", "g_gan.pt")}
-    for name in ("g_psnr.pt", "g_gan.pt", "config.json"):
-        (straight / "pipeline/train_sr" / name).unlink()
-    out = finish(run_stage(straight))
-    assert "phase 'gan'" in out
-    for name, weights in expected.items():
-        rebuilt = load_weights(straight / "pipeline/train_sr" / name)["state_dict"]
-        assert all(torch.equal(weights[k], rebuilt[k]) for k in weights), f"{name} not rebuilt from the checkpoint"
+    # DVC deletes a stage's (non-persisted) outputs before re-running it; a run resumed at its end must
+    # rebuild its model from the checkpoint alone.
+    for stage_dir, module, name in ((PSNR_DIR, PSNR, "g_psnr.pt"), (GAN_DIR, GAN, "g_gan.pt")):
+        expected = load_weights(straight / stage_dir / name)["state_dict"]
+        for output in (name, "config.json"):
+            (straight / stage_dir / output).unlink()
+        out = finish(run_stage(straight, module))
+        assert "resuming from" in out
+        rebuilt = load_weights(straight / stage_dir / name)["state_dict"]
+        assert all(torch.equal(expected[k], rebuilt[k]) for k in expected), f"{name} not rebuilt from the checkpoint"
+
+
+def test_a_gan_phase_change_keeps_the_psnr_model_and_a_new_psnr_model_restarts_the_gan_phase(tmp_path):
+    root = make_tree(tmp_path, psnr_steps=20, gan_steps=10)
+    run_both(root)
+    psnr_model = (root / PSNR_DIR / "g_psnr.pt").read_bytes()
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["sr"]["lambda_adv"] = 0.05  # a GAN-phase key: the PSNR stage's run is still this one
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    out = finish(run_stage(root, PSNR))
+    assert "resuming from" in out and (root / PSNR_DIR / "g_psnr.pt").read_bytes() == psnr_model
+    out = finish(run_stage(root, GAN))
+    assert "starting fresh" in out and "resuming from" not in out
+
+    params["train"]["sr"]["lr_psnr"] = 2.0e-3  # a PSNR-phase key: the GAN stage refuses the old PSNR model
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = run_stage(root, GAN)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and str(PSNR_DIR / "g_psnr.pt") in out and "dvc repro train_sr_psnr" in out, out[-2000:]
+    finish(run_stage(root, PSNR))
+    assert (root / PSNR_DIR / "g_psnr.pt").read_bytes() != psnr_model
+    out = finish(run_stage(root, GAN))
+    assert "starting fresh" in out and "resuming from" not in out  # a new PSNR model is a new GAN run
 
 
 def test_changed_params_start_fresh_and_resume_false_forces_it(tmp_path):
     root = make_tree(tmp_path, psnr_steps=20, gan_steps=0)
-    finish(run_stage(root))
-    out = finish(run_stage(root))
+    finish(run_stage(root, PSNR))
+    out = finish(run_stage(root, PSNR))
     assert "resuming from" in out  # same params: nothing left to do but it resumes at the end
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["sr"]["lr_psnr"] = 2.0e-3  # not the default
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    out = finish(run_stage(root))
+    out = finish(run_stage(root, PSNR))
     assert "starting fresh" in out and "resuming from" not in out
     # A change of precision is a different run too: bf16 weights must not be handed out as an fp32 run's.
     for amp in (False, True):  # explicit values: what `auto` resolves to depends on the CPU
         params["train"]["amp"] = amp
         (root / "params.yaml").write_text(yaml.safe_dump(params))
-        out = finish(run_stage(root))
+        out = finish(run_stage(root, PSNR))
     assert "starting fresh" in out and "resuming from" not in out
     params["train"]["resume"] = False
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    out = finish(run_stage(root))
+    out = finish(run_stage(root, PSNR))
     assert "train.resume is false" in out
 
 
 def test_bad_input_exits_nonzero_naming_the_file(tmp_path):
     root = make_tree(tmp_path, psnr_steps=4, gan_steps=0)
     (root / "data/prepared/sr/train/lr.npy").write_bytes(b"\x00" * 100)
-    proc = run_stage(root)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 1
-    assert "data/prepared/sr/train/lr.npy" in out and "error:" in out
-    assert not (root / "pipeline/train_sr/g_psnr.pt").exists()
+    for module in (PSNR, GAN):
+        proc = run_stage(root, module)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 1
+        assert "data/prepared/sr/train/lr.npy" in out and "error:" in out
+    assert not (root / PSNR_DIR / "g_psnr.pt").exists() and not (root / GAN_DIR / "g_gan.pt").exists()
 
 
 def test_d_trains_at_its_own_learning_rate(tmp_path):
@@ -143,7 +181,7 @@ def test_d_trains_at_its_own_learning_rate(tmp_path):
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["sr"].update(lr_gan=2.0e-4, lr_d=3.0e-3)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    finish(run_stage(root))
-    optimizers = load_checkpoint(root / "pipeline/train_sr/checkpoint/last.pt")["state"]["optimizers"]
+    run_both(root)
+    optimizers = load_checkpoint(root / GAN_DIR / "checkpoint/last.pt")["state"]["optimizers"]
     assert [group["lr"] for group in optimizers["d"]["param_groups"]] == [3.0e-3]
     assert [group["lr"] for group in optimizers["g_gan"]["param_groups"]] == [2.0e-4]

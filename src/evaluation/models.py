@@ -1,4 +1,4 @@
-"""Loading the trained generators for evaluation, with errors that name the file and the stage to re-run."""
+"""Loading the trained translators for evaluation, with errors that name the file and the stage to re-run."""
 
 from __future__ import annotations
 
@@ -7,27 +7,8 @@ from pathlib import Path
 import torch
 
 from src.models.cyclegan import ResnetGenerator
-from src.models.srresnet import SRResNet
 from src.training.artifacts import load_frozen
 from src.training.provenance import Provenance
-
-
-def load_sr_generator(path: Path, scale: int, degradation: str, phase: str | None = None, *,
-                      expected: Provenance | None) -> torch.nn.Module:
-    """The SRResNet saved by train_sr, frozen in eval mode; it must match the test data's scale and degradation,
-    and, with `phase` ("psnr" or "gan"), be that phase's model: a PSNR model copied over g_gan.pt is refused
-    instead of being reported as the GAN. `expected` (sr_provenance; None for benchmarks that trained the file
-    themselves): the data and params it must have been trained on."""
-    def build(meta: dict) -> torch.nn.Module:
-        if phase is not None and meta.get("phase") != phase:
-            raise ValueError(f"{path}: is the {meta.get('phase', 'unlabelled')} model of train_sr, but is read as "
-                             f"its {phase} model; re-run `dvc repro train_sr`")
-        if meta["scale"] != scale or meta["degradation"] != degradation:
-            raise ValueError(f"{path}: model was trained for x{meta['scale']} {meta['degradation']} but the test "
-                             f"data is x{scale} {degradation}; re-run train_sr")
-        return SRResNet(scale, degradation, channels=meta["channels"], blocks=meta["blocks"],
-                        data_consistency=meta["data_consistency"])
-    return load_frozen(path, build, "train_sr", expected)[0]
 
 
 def load_translator(path: Path, source: str | None = None, *, expected: Provenance | None) -> torch.nn.Module:

@@ -25,6 +25,11 @@ META_KEY = "provenance"
 # The keys of `segmenter` the downstream U-Nets (and the judge among them) are built and trained with;
 # `segmenter.steps` and `segmenter.randomize` belong to train_segmenter's own U-Net (dvc.yaml: baselines).
 DOWNSTREAM_RECIPE = ("encoder", "encoder_depth", "decoder_channels", "batch_size", "crop_size", "lr", "weight_decay")
+# The keys of `train.sr` the PSNR phase (stage train_sr_psnr) trains with; the GAN phase (train_sr) starts from its
+# model and uses every key. dvc.yaml lists exactly these (plus the logging keys) for train_sr_psnr, so that an
+# experiment on the GAN phase (`-S train.sr.lambda_adv=...`) does not retrain the PSNR model.
+SR_PSNR_KEYS = ("crop_size", "batch_size", "g_blocks", "g_channels", "data_consistency", "psnr_steps", "warmup_steps",
+                "lr_psnr", "betas", "ema_decay")
 
 
 @dataclass(frozen=True)
@@ -59,10 +64,19 @@ def judge_provenance(params: Params) -> Provenance:
                                   params.evaluate.downstream_steps))
 
 
-def sr_provenance(params: Params) -> Provenance:
-    """train_sr's PSNR and GAN models."""
+def sr_provenance(params: Params, phase: str) -> Provenance:
+    """The PSNR model of train_sr_psnr (phase "psnr": its own keys of train.sr) or the GAN model of train_sr
+    (phase "gan": all of train.sr, since it starts from the PSNR model)."""
+    sr = _without_logging(params.train.sr)
+    if phase == "psnr":
+        return Provenance("train_sr_psnr", SR_TRAIN, split_digest(SR_TRAIN),
+                          "seed, data.train_fraction, train.sr.{" + ",".join(SR_PSNR_KEYS) + "}",
+                          fingerprint(params.seed, params.data.train_fraction, "psnr",
+                                      {key: sr[key] for key in SR_PSNR_KEYS}))
+    if phase != "gan":
+        raise ValueError(f"unknown SR phase {phase!r}; expected 'psnr' or 'gan'")
     return Provenance("train_sr", SR_TRAIN, split_digest(SR_TRAIN), "seed, data.train_fraction, train.sr",
-                      fingerprint(params.seed, params.data.train_fraction, _without_logging(params.train.sr)))
+                      fingerprint(params.seed, params.data.train_fraction, sr))
 
 
 def translator_provenance(params: Params, source: str) -> Provenance:

@@ -56,6 +56,11 @@ def run(workspace: Path, out: Path, stage: str, *args: str, nproc: int = 2) -> s
     return finish(launch(workspace, out, stage, *args, nproc=nproc))
 
 
+def run_sr(workspace: Path, out: Path, nproc: int = 2) -> str:
+    """train_sr_psnr then train_sr (phase 2 from phase 1's model), as dvc.yaml runs them."""
+    return run(workspace, out, "src.train_sr_psnr", nproc=nproc) + run(workspace, out, "src.train_sr", nproc=nproc)
+
+
 def nets(out: Path, rank: int, step: int) -> dict:
     return torch.load(out / f"nets_rank{rank}_step{step}.pt", weights_only=True)
 
@@ -102,7 +107,7 @@ def test_sr_ranks_hold_identical_weights_and_only_rank_0_writes(tmp_path):
     root = edit_params(sr_tree(tmp_path / "ws", psnr_steps=12, gan_steps=8, checkpoint_every=5),
                        lambda raw: raw["train"]["sr"].update(spectral_norm=True, r1_gamma=1.0, diffaugment="color,translation"))
     out = tmp_path / "out"
-    run(root, out, "src.train_sr")
+    run_sr(root, out)
     for step in (12, 20):
         assert_identical(nets(out, 0, step), nets(out, 1, step), f"ranks differ after step {step}")
     assert any(name.endswith("_u") or "_u" in name for name in flat(nets(out, 0, 20)["modules"])), "no spectral norm"
@@ -118,51 +123,51 @@ def test_sr_ranks_hold_identical_weights_and_only_rank_0_writes(tmp_path):
 def test_sr_two_ranks_with_half_batches_equal_one_rank_with_the_whole_batch(tmp_path):
     one = edit_params(sr_tree(tmp_path / "one", psnr_steps=10, gan_steps=6), deterministic)
     two = edit_params(sr_tree(tmp_path / "two", psnr_steps=10, gan_steps=6), deterministic)
-    run(one, tmp_path / "out1", "src.train_sr", nproc=1)
-    run(two, tmp_path / "out2", "src.train_sr", nproc=2)
+    run_sr(one, tmp_path / "out1", nproc=1)
+    run_sr(two, tmp_path / "out2", nproc=2)
     for step in (10, 16):
         single, ddp = nets(tmp_path / "out1", 0, step), nets(tmp_path / "out2", 0, step)
         assert weight_difference(single, ddp) <= SAME_RUN_ATOL, step
     # and the comparison can fail: a different global batch gives different weights
     three = edit_params(sr_tree(tmp_path / "three", psnr_steps=10, gan_steps=6),
                         lambda raw: (deterministic(raw), raw["train"]["sr"].update(batch_size=4)))
-    run(three, tmp_path / "out3", "src.train_sr", nproc=2)
+    run_sr(three, tmp_path / "out3", nproc=2)
     assert weight_difference(nets(tmp_path / "out1", 0, 16), nets(tmp_path / "out3", 0, 16)) > 10 * SAME_RUN_ATOL
 
 
 def test_ddp_run_killed_and_resumed_finishes_identically(tmp_path):
     straight = sr_tree(tmp_path / "straight", psnr_steps=60, gan_steps=20, checkpoint_every=10)
-    run(straight, tmp_path / "out_straight", "src.train_sr")
+    run_sr(straight, tmp_path / "out_straight")
 
     killed = sr_tree(tmp_path / "killed", psnr_steps=60, gan_steps=20, checkpoint_every=10)
-    proc = launch(killed, tmp_path / "out_killed", "src.train_sr")
-    checkpoint = killed / "pipeline/train_sr/checkpoint/last.pt"
+    proc = launch(killed, tmp_path / "out_killed", "src.train_sr_psnr")
+    checkpoint = killed / "pipeline/train_sr_psnr/checkpoint/last.pt"
     deadline = time.time() + 240
     while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
     time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks
     proc.communicate()
-    assert not (killed / "pipeline/train_sr/g_gan.pt").exists(), "finished before the kill; raise psnr_steps"
+    assert not (killed / "pipeline/train_sr_psnr/g_psnr.pt").exists(), "finished before the kill; raise psnr_steps"
 
-    log = run(killed, tmp_path / "out_resumed", "src.train_sr")
+    log = run_sr(killed, tmp_path / "out_resumed")
     assert "resuming from" in log
-    for name in ("g_psnr.pt", "g_gan.pt"):
-        a = torch.load(straight / "pipeline/train_sr" / name, weights_only=True)["state_dict"]
-        b = torch.load(killed / "pipeline/train_sr" / name, weights_only=True)["state_dict"]
+    for name in ("train_sr_psnr/g_psnr.pt", "train_sr/g_gan.pt"):
+        a = torch.load(straight / "pipeline" / name, weights_only=True)["state_dict"]
+        b = torch.load(killed / "pipeline" / name, weights_only=True)["state_dict"]
         assert_identical(a, b, f"{name} differs after SIGKILL + resume under DDP")
 
 
 def test_a_single_process_checkpoint_resumes_under_ddp(tmp_path):
-    """Phase 1 in one process, phase 2 (train.sr.gan_steps raised: a resume) in two: the same
-    weights as one process doing both, to the N-independence tolerance."""
-    split = edit_params(sr_tree(tmp_path / "split", psnr_steps=10, gan_steps=0), deterministic)
-    run(split, tmp_path / "out_a", "src.train_sr", nproc=1)
+    """Both phases in one process, then train.sr.gan_steps raised (a resume of train_sr) in two: the same
+    weights as one process doing it all, to the N-independence tolerance."""
+    split = edit_params(sr_tree(tmp_path / "split", psnr_steps=10, gan_steps=3), deterministic)
+    run_sr(split, tmp_path / "out_a", nproc=1)
     edit_params(split, lambda raw: raw["train"]["sr"].update(gan_steps=6))
     log = run(split, tmp_path / "out_b", "src.train_sr", nproc=2)
     assert "resuming from" in log and "written by 1 process(es), this run has 2" in log
     whole = edit_params(sr_tree(tmp_path / "whole", psnr_steps=10, gan_steps=6), deterministic)
-    run(whole, tmp_path / "out_c", "src.train_sr", nproc=1)
+    run_sr(whole, tmp_path / "out_c", nproc=1)
     assert weight_difference(nets(tmp_path / "out_b", 0, 16), nets(tmp_path / "out_c", 0, 16)) <= SAME_RUN_ATOL
 
 

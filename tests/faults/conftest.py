@@ -28,14 +28,15 @@ def workdir(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def finished_sr_run(tmp_path_factory):
-    """A finished tiny train_sr run (20 PSNR + 10 GAN steps, checkpoints every 10): checkpoint, live/ logs,
-    g_psnr.pt, g_gan.pt, config.json. Tests work on copies (`sr_run`)."""
-    from src import train_sr
+    """A finished tiny run of both SR stages (train_sr_psnr: 20 steps, then train_sr: 10 GAN steps; checkpoints
+    every 10): their checkpoints, live/ logs, g_psnr.pt, g_gan.pt and config.json. Tests work on copies (`sr_run`)."""
+    from src import train_sr, train_sr_psnr
     root = sr_tree(tmp_path_factory.mktemp("finished_sr"))
     cwd, threads = os.getcwd(), torch.get_num_threads()
     os.chdir(root)
     torch.set_num_threads(1)
     try:
+        assert train_sr_psnr.main(["--params", "params.yaml"]) == 0
         assert train_sr.main(["--params", "params.yaml"]) == 0
     finally:
         os.chdir(cwd)
@@ -45,7 +46,7 @@ def finished_sr_run(tmp_path_factory):
 
 @pytest.fixture
 def sr_run(finished_sr_run, tmp_path, monkeypatch):
-    """A copy of the finished tiny train_sr run, as the working directory."""
+    """A copy of the finished tiny SR runs, as the working directory."""
     root = tmp_path / "w"
     shutil.copytree(finished_sr_run, root)
     monkeypatch.chdir(root)

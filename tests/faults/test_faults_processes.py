@@ -133,9 +133,9 @@ def _fresh_run_interrupted(root: Path, sig: int) -> tuple[subprocess.Popen, str]
     """Start a fresh (train.resume: false) train_sr over a finished run and send `sig` before its first checkpoint;
     returns the process and its output."""
     edit_params(root, lambda raw: (raw["train"].update(resume=False),
-                                   raw["train"]["sr"].update(psnr_steps=100000, checkpoint_every=100000)))
+                                   raw["train"]["sr"].update(gan_steps=100000, checkpoint_every=100000)))
     log = root.parent / f"{root.name}-train_sr.log"
-    tsv = root / SR_OUT / "live/plots/metrics/g/pixel.tsv"
+    tsv = root / SR_OUT / "live/plots/metrics/g/pixel.tsv"  # the GAN stage's (a fresh PSNR model would be refused)
     previous = tsv.read_bytes()
     proc = start_stage(root, "train_sr", log)
     wait_for(lambda: (root / SR_OUT / ".live-previous").exists() or not tsv.exists() or tsv.read_bytes() != previous,
@@ -175,7 +175,7 @@ def test_kill_9_before_the_first_checkpoint_of_a_fresh_run_loses_nothing(sr_run,
              for k, v in snapshot(sr_run, str(SR_OUT / ".live-previous")).items()}
     assert aside == {k: v for k, v in before.items() if "/live/" in k}
     edit_params(sr_run, lambda raw: (raw["train"].update(resume=True),
-                                         raw["train"]["sr"].update(psnr_steps=20, gan_steps=4, checkpoint_every=10)))
+                                         raw["train"]["sr"].update(gan_steps=4, checkpoint_every=10)))
     assert train_sr.main(["--params", "params.yaml"]) == 1  # stops on the step count, after recovering the logs
     assert "step 30" in last_line(capsys.readouterr().err)
     assert snapshot(sr_run, *keep) == before and leftovers(sr_run) == []

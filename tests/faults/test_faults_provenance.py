@@ -71,7 +71,7 @@ def expect_refusal(root: Path, capsys, stage, *culprits: str) -> str:
 def test_gan_model_of_an_experiment_with_other_sr_params_is_refused(tree, tmp_path, capsys):
     # Was exit 0: another lambda_adv's GAN model scored and reported under this run's params.
     other = other_experiment(tree, tmp_path, lambda raw: raw["train"]["sr"].update(lambda_adv=0.05))
-    save_sr_model(tree / G_GAN, seed=3, provenance=provenance_in(other, sr_provenance))
+    save_sr_model(tree / G_GAN, seed=3, provenance=provenance_in(other, sr_provenance, "gan"))
     err = expect_refusal(tree, capsys, evaluate_sr, str(G_GAN), "train.sr", "`dvc repro train_sr`")
     assert "prepared data" not in err, "the data is the same: only the params may be named"
 
@@ -79,8 +79,8 @@ def test_gan_model_of_an_experiment_with_other_sr_params_is_refused(tree, tmp_pa
 def test_sr_model_trained_before_prepare_was_rerun_on_other_subjects_is_refused(tree, tmp_path, capsys):
     # Was exit 0: a PSNR model whose train split may hold this run's test subjects, scored on them.
     other = other_experiment(tree, tmp_path, data=other_subjects("data/prepared/sr/train"))
-    save_sr_model(tree / G_PSNR, provenance=provenance_in(other, sr_provenance))
-    err = expect_refusal(tree, capsys, evaluate_sr, str(G_PSNR), "data/prepared/sr/train", "`dvc repro train_sr`")
+    save_sr_model(tree / G_PSNR, provenance=provenance_in(other, sr_provenance, "psnr"))
+    err = expect_refusal(tree, capsys, evaluate_sr, str(G_PSNR), "data/prepared/sr/train", "`dvc repro train_sr_psnr`")
     assert "train.sr" not in err, "the params are the same: only the data may be named"
 
 

@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 from faults_helpers import last_line, leftovers, s2r_tree, snapshot, weights_manifest, write_params
 
-from src import baselines, evaluate_sim2real, evaluate_sr, prepare, train_cyclegan, train_segmenter, train_sr
+from src import (baselines, evaluate_sim2real, evaluate_sr, prepare, train_cyclegan, train_segmenter, train_sr,
+                 train_sr_psnr)
 from tests.data.datatest_helpers import base_params, synthetic_head, write_nifti
 
 pytestmark = pytest.mark.faults
@@ -227,7 +228,7 @@ def test_sim2real_stages_on_sr_only_data_say_why_there_is_no_split_and_what_appl
 
 
 def test_train_sr_named_by_that_message_runs_on_sr_only_data(sr_only):
-    # The message's way forward holds: dvc.yaml's train_sr reads data/prepared/sr only.
-    assert train_sr.main(["--params", "params.yaml"]) == 0
-    assert (sr_only / "pipeline/train_sr/g_psnr.pt").is_file() and (sr_only / "pipeline/train_sr/g_gan.pt").is_file()
+    # The message's way forward holds: dvc.yaml's train_sr (and train_sr_psnr before it) read data/prepared/sr only.
+    assert train_sr_psnr.main(["--params", "params.yaml"]) == 0 and train_sr.main(["--params", "params.yaml"]) == 0
+    assert (sr_only / "pipeline/train_sr_psnr/g_psnr.pt").is_file() and (sr_only / "pipeline/train_sr/g_gan.pt").is_file()
     assert leftovers(sr_only) == []

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.faults
 OUT = Path("pipeline/train_sr")
 CHECKPOINT = OUT / "checkpoint/last.pt"
 ALL = (str(OUT),)
-KEPT = (str(CHECKPOINT), str(OUT / "live"), str(OUT / "g_psnr.pt"), str(OUT / "g_gan.pt"), str(OUT / "config.json"))
+KEPT = (str(CHECKPOINT), str(OUT / "live"), "pipeline/train_sr_psnr/g_psnr.pt", str(OUT / "g_gan.pt"),
+        str(OUT / "config.json"))
 
 
 def run_sr(capsys) -> tuple[int, str]:
@@ -141,11 +142,11 @@ def test_disk_full_while_writing_the_checkpoint(sr_run, capsys, monkeypatch):
 
 
 def test_disk_full_while_writing_a_model(sr_run, capsys, monkeypatch):
-    _disk_full_on("g_psnr.pt", monkeypatch)
-    before = snapshot(sr_run, str(OUT / "g_psnr.pt"), str(CHECKPOINT))
+    _disk_full_on("g_gan.pt", monkeypatch)
+    before = snapshot(sr_run, str(OUT / "g_gan.pt"), str(CHECKPOINT))
     rc, err = run_sr(capsys)
-    assert rc == 1 and str(OUT / "g_psnr.pt") in err and "disk is full" in err, err
-    assert snapshot(sr_run, str(OUT / "g_psnr.pt"), str(CHECKPOINT)) == before and leftovers(sr_run) == []
+    assert rc == 1 and str(OUT / "g_gan.pt") in err and "disk is full" in err, err
+    assert snapshot(sr_run, str(OUT / "g_gan.pt"), str(CHECKPOINT)) == before and leftovers(sr_run) == []
 
 
 def test_fresh_run_diverging_before_its_first_checkpoint_keeps_the_previous_run(sr_run, capsys, monkeypatch):

@@ -33,7 +33,7 @@ def stamps(edit=None) -> dict[str, dict]:
     if edit:
         edit(raw)
     params = params_from_dict(raw)
-    return {"sr": sr_provenance(params).as_meta(), "segmenter": segmenter_provenance(params).as_meta(),
+    return {"sr_psnr": sr_provenance(params, "psnr").as_meta(), "sr": sr_provenance(params, "gan").as_meta(), "segmenter": segmenter_provenance(params).as_meta(),
             "judge": judge_provenance(params).as_meta(),
             **{f"translator@{s}": translator_provenance(params, s).as_meta() for s in ("sim", "classical")}}
 
@@ -46,8 +46,13 @@ def changed(edit) -> set[str]:
 
 TRANSLATORS = {"translator@sim", "translator@classical"}
 CASES = {
-    "seed": (lambda raw: raw.update(seed=raw["seed"] + 1), {"sr", "segmenter", "judge"} | TRANSLATORS),
-    "data.train_fraction": (lambda raw: raw["data"].update(train_fraction=0.5), {"sr"} | TRANSLATORS),
+    "seed": (lambda raw: raw.update(seed=raw["seed"] + 1), {"sr_psnr", "sr", "segmenter", "judge"} | TRANSLATORS),
+    "data.train_fraction": (lambda raw: raw["data"].update(train_fraction=0.5), {"sr_psnr", "sr"} | TRANSLATORS),
+    # a PSNR-phase key stales both SR models (the GAN starts from the PSNR model); a GAN-phase key only the GAN
+    "train.sr.lr_psnr": (lambda raw: raw["train"]["sr"].update(lr_psnr=raw["train"]["sr"]["lr_psnr"] * 2),
+                         {"sr_psnr", "sr"}),
+    "train.sr.lambda_adv": (lambda raw: raw["train"]["sr"].update(lambda_adv=raw["train"]["sr"]["lambda_adv"] * 2),
+                            {"sr"}),
     "train.sr.gan_steps": (lambda raw: raw["train"]["sr"].update(gan_steps=raw["train"]["sr"]["gan_steps"] + 1),
                            {"sr"}),
     "train.sr.lr_d": (lambda raw: raw["train"]["sr"].update(lr_d=raw["train"]["sr"]["lr_d"] * 2), {"sr"}),
@@ -82,7 +87,7 @@ def test_a_change_of_a_train_split_stales_the_models_trained_on_it_and_no_other(
     assert stamps() == before
     np.save(prepared / "sr/train/images.npy", np.ones(8, np.float32))
     after = stamps()
-    assert {name for name in before if before[name]["data"] != after[name]["data"]} == {"sr"}
+    assert {name for name in before if before[name]["data"] != after[name]["data"]} == {"sr_psnr", "sr"}
     np.save(prepared / "sim2real/train/images.npy", np.ones(8, np.float32))
     final = stamps()
     assert {name for name in after if after[name]["data"] != final[name]["data"]} == {"segmenter", "judge"} | TRANSLATORS

@@ -1,4 +1,4 @@
-"""train_sr's small parts: the PSNR-phase schedule, the data-consistency switch and the saved model's meta."""
+"""The SR stages' small parts: the PSNR-phase schedule, the data-consistency switch and the saved model's meta."""
 
 import logging
 import math
@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from src.data.degrade import degrade
-from src.evaluation.models import load_sr_generator
 from src.models.srresnet import SRResNet
-from src.train_sr import uses_data_consistency, warmup_cosine
+from src.train_sr_psnr import warmup_cosine
 from src.training.checkpoint import save_weights
+from src.training.sr_models import load_sr_generator
+from src.training.sr_setup import uses_data_consistency
 
 
 def test_warmup_then_cosine_to_the_floor():
@@ -46,5 +47,5 @@ def test_loader_rebuilds_the_projection_from_the_meta(tmp_path):
 
     old = {k: v for k, v in meta.items() if k != "data_consistency"}   # written before the option existed
     save_weights(tmp_path / "old.pt", g, old)
-    with pytest.raises(ValueError, match="re-run train_sr"):
+    with pytest.raises(ValueError, match="re-run train_sr_psnr / train_sr"):
         load_sr_generator(tmp_path / "old.pt", 4, "kspace", expected=None)
