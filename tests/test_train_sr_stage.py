@@ -1,7 +1,10 @@
-"""The SR stages as processes (train_sr_psnr, then train_sr from its model): outputs, kill -9 then resume, fresh
-start on changed params, and what a GAN-phase change leaves alone."""
+"""The SR stages (train_sr_psnr, then train_sr from its model): outputs, kill -9 then resume (as processes), fresh
+start on changed params, and what a GAN-phase change leaves alone (in this process: a process start costs more
+than these tiny runs)."""
 
+import importlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -10,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -59,15 +63,23 @@ def run_stage(cwd: Path, module: str = GAN, **popen) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, **popen)
 
 
-def run_both(cwd: Path) -> str:
-    """Both SR stages in dvc.yaml's order; their joined output."""
-    return finish(run_stage(cwd, PSNR)) + finish(run_stage(cwd, GAN))
-
-
-def finish(proc: subprocess.Popen) -> str:
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out[-3000:]
-    return out
+@pytest.fixture
+def stage(monkeypatch, caplog, capsys):
+    """`stage(root, module, expect=0)`: the stage's main() in `root`, one thread; returns its log and stderr."""
+    def call(root: Path, module: str, expect: int = 0) -> str:
+        monkeypatch.chdir(root)
+        caplog.clear()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with caplog.at_level(logging.INFO):
+                rc = importlib.import_module(module).main(["--params", "params.yaml"])
+        finally:
+            torch.set_num_threads(threads)
+        out = caplog.text + capsys.readouterr().err
+        assert rc == expect, out[-3000:]
+        return out
+    return call
 
 
 def metric_steps(root: Path, stage_dir: Path = PSNR_DIR) -> list[int]:
@@ -75,9 +87,10 @@ def metric_steps(root: Path, stage_dir: Path = PSNR_DIR) -> list[int]:
     return [int(r.split("\t")[0]) for r in rows]  # dvclive tsv: step, value
 
 
-def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
+def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, stage):
     straight = make_tree(tmp_path / "straight")
-    run_both(straight)
+    stage(straight, PSNR)
+    stage(straight, GAN)
     for name in ("g_psnr.pt", "config.json", "checkpoint/last.pt", "live/metrics.json"):
         assert (straight / PSNR_DIR / name).exists(), name
     for name in ("g_gan.pt", "config.json", "checkpoint/last.pt", "live/metrics.json"):
@@ -96,9 +109,9 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert proc.returncode == -signal.SIGKILL, "the stage finished before it could be killed; raise psnr_steps"
     assert not (killed / PSNR_DIR / "g_psnr.pt").exists()
 
-    out = finish(run_stage(killed, PSNR))
+    out = stage(killed, PSNR)  # resumed in this process: the same code and thread count as the straight run
     assert "resuming from" in out
-    finish(run_stage(killed, GAN))
+    stage(killed, GAN)
     for path in (PSNR_DIR / "g_psnr.pt", GAN_DIR / "g_gan.pt"):
         a = load_weights(straight / path)["state_dict"]
         b = load_weights(killed / path)["state_dict"]
@@ -112,76 +125,75 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
         expected = load_weights(straight / stage_dir / name)["state_dict"]
         for output in (name, "config.json"):
             (straight / stage_dir / output).unlink()
-        out = finish(run_stage(straight, module))
+        out = stage(straight, module)
         assert "resuming from" in out
         rebuilt = load_weights(straight / stage_dir / name)["state_dict"]
         assert all(torch.equal(expected[k], rebuilt[k]) for k in expected), f"{name} not rebuilt from the checkpoint"
 
 
-def test_a_gan_phase_change_keeps_the_psnr_model_and_a_new_psnr_model_restarts_the_gan_phase(tmp_path):
+def test_a_gan_phase_change_keeps_the_psnr_model_and_a_new_psnr_model_restarts_the_gan_phase(tmp_path, stage):
     root = make_tree(tmp_path, psnr_steps=20, gan_steps=10)
-    run_both(root)
+    stage(root, PSNR)
+    stage(root, GAN)
     psnr_model = (root / PSNR_DIR / "g_psnr.pt").read_bytes()
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["sr"]["lambda_adv"] = 0.05  # a GAN-phase key: the PSNR stage's run is still this one
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    out = finish(run_stage(root, PSNR))
+    out = stage(root, PSNR)
     assert "resuming from" in out and (root / PSNR_DIR / "g_psnr.pt").read_bytes() == psnr_model
-    out = finish(run_stage(root, GAN))
+    out = stage(root, GAN)
     assert "starting fresh" in out and "resuming from" not in out
 
     params["train"]["sr"]["lr_psnr"] = 2.0e-3  # a PSNR-phase key: the GAN stage refuses the old PSNR model
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = run_stage(root, GAN)
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 1 and str(PSNR_DIR / "g_psnr.pt") in out and "dvc repro train_sr_psnr" in out, out[-2000:]
-    finish(run_stage(root, PSNR))
+    out = stage(root, GAN, expect=1)
+    assert str(PSNR_DIR / "g_psnr.pt") in out and "dvc repro train_sr_psnr" in out, out[-2000:]
+    stage(root, PSNR)
     assert (root / PSNR_DIR / "g_psnr.pt").read_bytes() != psnr_model
-    out = finish(run_stage(root, GAN))
+    out = stage(root, GAN)
     assert "starting fresh" in out and "resuming from" not in out  # a new PSNR model is a new GAN run
 
 
-def test_changed_params_start_fresh_and_resume_false_forces_it(tmp_path):
+def test_changed_params_start_fresh_and_resume_false_forces_it(tmp_path, stage):
     root = make_tree(tmp_path, psnr_steps=20, gan_steps=0)
-    finish(run_stage(root, PSNR))
-    out = finish(run_stage(root, PSNR))
+    stage(root, PSNR)
+    out = stage(root, PSNR)
     assert "resuming from" in out  # same params: nothing left to do but it resumes at the end
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["sr"]["lr_psnr"] = 2.0e-3  # not the default
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    out = finish(run_stage(root, PSNR))
+    out = stage(root, PSNR)
     assert "starting fresh" in out and "resuming from" not in out
     # A change of precision is a different run too: bf16 weights must not be handed out as an fp32 run's.
     for amp in (False, True):  # explicit values: what `auto` resolves to depends on the CPU
         params["train"]["amp"] = amp
         (root / "params.yaml").write_text(yaml.safe_dump(params))
-        out = finish(run_stage(root, PSNR))
+        out = stage(root, PSNR)
     assert "starting fresh" in out and "resuming from" not in out
     params["train"]["resume"] = False
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    out = finish(run_stage(root, PSNR))
+    out = stage(root, PSNR)
     assert "train.resume is false" in out
 
 
-def test_bad_input_exits_nonzero_naming_the_file(tmp_path):
+def test_bad_input_exits_nonzero_naming_the_file(tmp_path, stage):
     root = make_tree(tmp_path, psnr_steps=4, gan_steps=0)
     (root / "data/prepared/sr/train/lr.npy").write_bytes(b"\x00" * 100)
     for module in (PSNR, GAN):
-        proc = run_stage(root, module)
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 1
+        out = stage(root, module, expect=1)
         assert "data/prepared/sr/train/lr.npy" in out and "error:" in out
     assert not (root / PSNR_DIR / "g_psnr.pt").exists() and not (root / GAN_DIR / "g_gan.pt").exists()
 
 
-def test_d_trains_at_its_own_learning_rate(tmp_path):
+def test_d_trains_at_its_own_learning_rate(tmp_path, stage):
     """train.sr.lr_d is D's Adam lr (TTUR), lr_gan G's: the checkpointed optimisers hold each."""
     from src.training.checkpoint import load_checkpoint
     root = make_tree(tmp_path, psnr_steps=4, gan_steps=2)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["sr"].update(lr_gan=2.0e-4, lr_d=3.0e-3)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    run_both(root)
+    stage(root, PSNR)
+    stage(root, GAN)
     optimizers = load_checkpoint(root / GAN_DIR / "checkpoint/last.pt")["state"]["optimizers"]
     assert [group["lr"] for group in optimizers["d"]["param_groups"]] == [3.0e-3]
     assert [group["lr"] for group in optimizers["g_gan"]["param_groups"]] == [2.0e-4]
