@@ -89,7 +89,9 @@ def run_stamped(cmd: list[str], log: Path) -> list[str]:
     """Run `cmd`, writing its output to `log` with a time stamp per line; the stamped lines."""
     start = time.monotonic()
     lines = []
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as proc, \
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # dvc and the stages print through a pipe: no block buffering
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                          env=env) as proc, \
             open(log, "w") as out:
         for raw in proc.stdout:
             for part in raw.rstrip("\n").split("\r"):  # progress bars redraw with \r
@@ -150,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         if not cmd:
             parser.error("run: give the command after --")
-        info = machine()  # before the run: the matmul probe must not overlap it
-        load = round(os.getloadavg()[0], 2)
+        load = round(os.getloadavg()[0], 2)  # before the matmul probe, which loads the CPU itself
+        info = machine()  # before the run: the probe must not overlap it
         lines = run_stamped(cmd, Path(f"/tmp/pipeline_times_{args.label}.log"))
         row = {"command": " ".join(cmd), "date": f"{dt.date.today()}", "load_avg_1min_at_start": load}
     else:
