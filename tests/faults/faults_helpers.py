@@ -197,12 +197,15 @@ PREPARE_OUTPUTS = ("data/prepared", "pipeline/prepare")
 
 
 def run_prepare(root: Path, capsys, **data) -> tuple[int, str]:
-    """`prepare` on tests/data's base params with `data` overrides: (exit code, last stderr line)."""
+    """`prepare` on tests/data's base params with `data` overrides: (exit code, last stderr line).
+
+    One reading process unless `workers` is given: a bad file beside the good one would otherwise start a pool
+    of two (a forkserver importing torch, about 4 s a case); a case with `workers=2` covers the pool's errors."""
     from src import prepare
     from tests.data.datatest_helpers import base_params
 
     raw = base_params()
-    raw["data"].update(data)
+    raw["data"].update({"workers": 1, **data})
     rc = prepare.main(["--params", str(write_params(root, raw))])
     return rc, last_line(capsys.readouterr().err)
 

@@ -88,9 +88,11 @@ def nifti_header_only(shape, dtype=np.float32) -> bytes:
 # ------------------------------------------------------------------ NIfTI
 
 
-def test_corrupt_nifti(tree, capsys):
+@pytest.mark.parametrize("workers", [1, 2], ids=["in_process", "pool"])
+def test_corrupt_nifti(tree, capsys, workers):
+    # With two volumes and two workers the file is read in a pool worker: its error must name it all the same.
     (tree / "user/images/zz.nii.gz").write_bytes(b"not a nifti file" * 30)
-    expect_failure(tree, capsys, "user/images/zz.nii.gz", "cannot read")
+    expect_failure(tree, capsys, "user/images/zz.nii.gz", "cannot read", workers=workers)
 
 
 def test_truncated_gzipped_nifti(tree, capsys):
