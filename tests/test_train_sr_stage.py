@@ -30,7 +30,7 @@ def save_split(folder: Path, **arrays: np.ndarray) -> None:
         np.save(folder / f"{key}.npy", array)
 
 
-def make_tree(root: Path, psnr_steps: int = 300, gan_steps: int = 40) -> Path:
+def make_tree(root: Path, psnr_steps: int = 600, gan_steps: int = 40) -> Path:
     """Tiny prepared SR data, an offline weights manifest and a params file sized for seconds."""
     gen = torch.Generator().manual_seed(0)
     sr_dir = root / "data/prepared/sr"
