@@ -2,10 +2,10 @@
 
 The work is done by three stages split along their dependencies, so an experiment re-runs only what its
 changed params touch: `baselines` (the downstream U-Nets no translator changes, and the judge),
-`evaluate_sr` (train_sr's models) and `evaluate_sim2real` (train_cyclegan's translators and the translated
-rows). This stage checks that the parts agree (feature space, seeds, test data) and writes metrics.json (schema:
-src/evaluation/schema.py), headline.json (for `dvc exp show`), per_slice.csv, plots/ (interval charts, SR
-reliability) and examples/, in seconds.
+`evaluate_sr` (the SR models of train_sr_psnr and train_sr) and `evaluate_sim2real` (train_cyclegan's
+translators and the translated rows). This stage checks that the parts agree (feature space, seeds, test data)
+and writes metrics.json (schema: src/evaluation/schema.py), headline.json (for `dvc exp show`), per_slice.csv,
+plots/ (interval charts, SR reliability) and examples/, in seconds.
 
 The outputs are published as one set (src/atomic.py, `staged_set`): a failure or kill leaves the previous set or
 the new one, never a mix. A copy of the last published set is kept in pipeline/.evaluate-previous/ and put back

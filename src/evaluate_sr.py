@@ -2,7 +2,8 @@
 
 PSNR/SSIM, data consistency, SWD/KID/FD to HR (src/evaluation/sr.py), TTA-uncertainty and hallucination maps,
 and each model's TTA spread calibrated into an error bound on the val split (src/evaluation/calibration.py).
-Its own stage so that an SR experiment (`-S train.sr.*`) re-runs only train_sr, this stage and the assembly.
+Its own stage so that an SR experiment (`-S train.sr.*`) re-runs only the SR training stage(s), this stage and
+the assembly.
 The set distances use the FID Inception when its weights exist, else the judge U-Net's encoder (from
 `baselines`), named for it.
 """
@@ -38,7 +39,8 @@ G_PSNR = Path("pipeline/train_sr_psnr/g_psnr.pt")
 G_GAN = Path("pipeline/train_sr/g_gan.pt")
 JUDGE = Path("pipeline/baselines/judge.pt")
 DESCRIPTION = (
-    "Score the SR models on the test split. Reads data/prepared/sr/{val,test}/, pipeline/train_sr_psnr/g_psnr.pt, pipeline/train_sr/g_gan.pt, "
+    "Score the SR models on the test split. Reads data/prepared/sr/{val,test}/, pipeline/train_sr_psnr/g_psnr.pt, "
+    "pipeline/train_sr/g_gan.pt, "
     "pipeline/baselines/judge.pt (feature space without FID Inception weights), pipeline/weights/ and params.yaml "
     "(seed, evaluate). Writes pipeline/evaluate_sr/: part.json (the SR section), per_slice.json, reliability.json, "
     "examples/sr_grid.png, examples/sr_calibration.png.")
