@@ -62,6 +62,7 @@ def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dic
     # trained on other data or other PSNR-phase params is refused, naming the file and `dvc repro train_sr_psnr`.
     g_psnr = load_sr_generator(psnr_model, setup.scale, setup.degradation, "psnr",
                                expected=sr_provenance(params, "psnr"))
+    psnr_digest = sha256(psnr_model)
     g = runtime.place(setup.generator(cfg))
     g.load_state_dict(g_psnr.state_dict())
     g_psnr = runtime.place(g_psnr)
@@ -77,7 +78,7 @@ def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dic
                        optimizers={"g_gan": optimizers.g, "d": optimizers.d}, step=cfg.psnr_steps, phase="gan")
     run_fingerprint = fingerprint({k: v for k, v in as_dict(cfg).items() if k not in NOT_FINGERPRINTED},
                                   params.seed, split_digest(SR_DATA / "train"), setup.subset.tolist(), vgg_backbone,
-                                  sha256(psnr_model),  # another PSNR model starts the GAN phase fresh
+                                  psnr_digest,  # another PSNR model starts the GAN phase fresh
                                   runtime.amp, runtime.device.type,  # a change of precision or device starts fresh
                                   sorted(state.modules))  # the checkpoint layout: another layout starts fresh
     total_steps = cfg.psnr_steps + cfg.gan_steps
@@ -95,7 +96,7 @@ def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dic
                         ema_decay=ema_decay_at(gan_step_index, cfg.ema_decay))
 
     resolved = {"seed": params.seed, "train": {k: v for k, v in as_dict(train_cfg).items() if k != "cyclegan"},
-                "psnr_model": {"path": str(psnr_model), "sha256": sha256(psnr_model)}, "data_meta": setup.meta,
+                "psnr_model": {"path": str(psnr_model), "sha256": psnr_digest}, "data_meta": setup.meta,
                 "train_fraction": params.data.train_fraction, "train_slices": setup.subset.tolist(),
                 "data_consistency": setup.data_consistency, "vgg_backbone": vgg_backbone,
                 "world_size": dist.world_size}

@@ -54,7 +54,8 @@ def train_psnr(params: Params, out: Path = PSNR_OUT) -> dict[str, float]:
     # The unwrapped networks: a checkpoint has the same names with or without DDP.
     state = TrainState(modules={"g": g, "g_ema": nets.g_ema}, optimizers={"g_psnr": optimizer},
                        schedulers={"g_psnr": scheduler}, phase="psnr")
-    psnr_cfg = {key: as_dict(cfg)[key] for key in SR_PSNR_KEYS}
+    sr_keys = as_dict(cfg)
+    psnr_cfg = {key: sr_keys[key] for key in SR_PSNR_KEYS}
     run_fingerprint = fingerprint("psnr", psnr_cfg, params.seed, split_digest(SR_DATA / "train"),
                                   setup.subset.tolist(), runtime.amp,
                                   runtime.device.type,  # a change of precision or device starts fresh
