@@ -20,3 +20,21 @@ def release_pages(*arrays: np.ndarray | None) -> None:
         mapping = getattr(array, "_mmap", None)
         if mapping is not None and hasattr(mapping, "madvise"):
             mapping.madvise(mmap.MADV_DONTNEED)
+
+
+GATHER_BLOCK = 32  # sampled rows read between two releases
+
+
+def take_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """array[rows] as an in-memory array, read GATHER_BLOCK rows at a time with the pages released in between.
+
+    Why not array[rows]: the kernel maps a faulted file page together with its neighbours (fault-around, and
+    whole large folios of the page cache on recent kernels), so a seeded sample scattered over a cohort's file
+    maps far more than the rows it reads: 512 rows of 64 KiB mapped 275 MiB of a 352 MiB file in one gather.
+    Released every block, what is mapped stays at a block's neighbourhood whatever the file's size."""
+    rows = np.asarray(rows)
+    out = np.empty((len(rows), *array.shape[1:]), array.dtype)
+    for start in range(0, len(rows), GATHER_BLOCK):
+        out[start:start + GATHER_BLOCK] = array[rows[start:start + GATHER_BLOCK]]
+        release_pages(array)
+    return out

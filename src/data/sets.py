@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from src.atomic import reserved_memmap, write_json
-from src.data.mapped import release_pages
+from src.data.mapped import release_pages, take_rows
 from src.config import DataConfig, as_dict
 from src.data import mr_simulator
 from src.data.classical import classical_rendering, fit_classical
@@ -232,10 +232,9 @@ def _write_sim2real(folder: Path, parts: Sets, user_sim: Sets | None, data: Data
                                                                                  "real_labels")}
     fit_rng = np.random.default_rng([seed, SIM_STREAM, len(SPLITS)])
     sim_rows, real_rows = fit_rows(len(train["sim"]), fit_rng), fit_rows(len(train["real"]), fit_rng)
-    matching = fit_classical(np.asarray(train["sim"][sim_rows]), np.asarray(train["sim_labels"][sim_rows]),
-                             np.asarray(train["real"][real_rows]), np.asarray(train["real_labels"][real_rows]),
+    matching = fit_classical(take_rows(train["sim"], sim_rows), take_rows(train["sim_labels"], sim_rows),
+                             take_rows(train["real"], real_rows), take_rows(train["real_labels"], real_rows),
                              data.classical_blur_sigma)
-    release_pages(*train.values())  # the sampled rows are scattered over the whole files
     for split in SPLITS:
         sim = np.load(folder / split / "sim.npy", mmap_mode="r")
         labels = np.load(folder / split / "sim_labels.npy", mmap_mode="r")

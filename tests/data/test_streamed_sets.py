@@ -192,3 +192,25 @@ def test_release_pages_drops_what_a_pass_mapped_and_keeps_the_data(tmp_path):
     assert after - before < 8 * 1024
     expected = sum(float(start) * 32 * 256 * 256 for start in range(0, 256, 32))
     assert total == expected and float(np.asarray(reader[224:256]).sum()) == 224.0 * 32 * 256 * 256
+
+
+@pytest.mark.skipif(not hasattr(__import__("mmap"), "MADV_DONTNEED"), reason="needs madvise (Linux)")
+def test_take_rows_gathers_a_scattered_sample_without_mapping_the_file(tmp_path):
+    """take_rows returns exactly array[rows], and what stays mapped afterwards is at most a block's worth, not the
+    neighbourhoods of every sampled row (the classical fit's sample is scattered over a cohort's file)."""
+    from src.atomic import reserved_memmap
+    from src.data.mapped import take_rows
+
+    written = reserved_memmap(tmp_path / "a.npy", np.float32, (1024, 128, 128))  # 64 MiB, 64 KiB a row
+    for start in range(0, 1024, 64):
+        written[start:start + 64] = np.arange(start, start + 64, dtype=np.float32)[:, None, None]
+    written.flush()
+    del written
+    reader = np.load(tmp_path / "a.npy", mmap_mode="r")
+    rows = np.sort(np.random.default_rng(0).choice(1024, 300, replace=False))
+    before = _rss_file_kib()
+    sample = take_rows(reader, rows)
+    after = _rss_file_kib()
+    assert not isinstance(sample, np.memmap) and sample.dtype == np.float32
+    np.testing.assert_array_equal(sample, np.asarray(reader[rows]))
+    assert after - before < 8 * 1024  # KiB: the 300 rows alone are 19 MiB
