@@ -228,20 +228,40 @@ def check_scale(meta_path: Path | str, split_dir: Path | str, lr_shape: tuple[in
                          f"{REBUILD}")
 
 
+# split_digest's results in this process, by the split's files as stat() sees them (name, size, mtime, inode):
+# a stage asks for the train split's digest up to three times (fingerprint, the model it loads, the model it
+# saves), and each read is the whole split, gigabytes for a cohort of a thousand subjects. Only splits of at
+# least _CACHED_BYTES are kept: a file rewritten in place with its size within one mtime tick (a few ms) would
+# look unchanged, and a small split costs less to hash again than that risk.
+_DIGESTS: dict[tuple, str] = {}
+_CACHED_BYTES = 64 * 2**20
+
+
 def split_digest(split_dir: Path | str) -> str:
-    """sha256 over a split's files in name order (each name, size, then its bytes): the training fingerprint."""
+    """sha256 over a split's files in name order (each name, size, then its bytes): the training fingerprint.
+
+    A split of _CACHED_BYTES or more is read once per process while its files stay as they are: a file
+    rewritten, replaced, grown or touched since (another size, mtime or inode) is hashed again."""
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
         if _no_sim2real(split_dir.parent):
             raise FileNotFoundError(f"{split_dir.parent}: {NO_SIM2REAL}")
         raise FileNotFoundError(f"{split_dir}: prepared split not found (run `dvc repro prepare`)")
+    paths = sorted(p for p in split_dir.iterdir() if p.is_file())
+    stats = [path.stat() for path in paths]
+    key = (str(split_dir.resolve()),
+           tuple((path.name, st.st_size, st.st_mtime_ns, st.st_ino) for path, st in zip(paths, stats)))
+    if key in _DIGESTS:
+        return _DIGESTS[key]
     digest = hashlib.sha256()
-    for path in sorted(p for p in split_dir.iterdir() if p.is_file()):
+    for path, st in zip(paths, stats):
         # The size too: name and bytes alone could be re-cut into another (name, bytes) sequence.
-        digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+        digest.update(f"{path.name}\0{st.st_size}\0".encode())
         with open(path, "rb") as f:
             while block := f.read(_DIGEST_BLOCK):
                 digest.update(block)
+    if sum(st.st_size for st in stats) >= _CACHED_BYTES:
+        _DIGESTS[key] = digest.hexdigest()
     return digest.hexdigest()
 
 

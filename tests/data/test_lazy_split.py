@@ -141,6 +141,27 @@ def test_split_digest_follows_the_bytes(tmp_path):
     assert split_digest(tmp_path / "a") != split_digest(tmp_path / "b")  # an extra file counts too
 
 
+def test_a_large_split_is_hashed_once_per_process_until_a_file_changes(tmp_path, monkeypatch):
+    """A stage asks for the train split's digest up to three times; a split over the cache threshold is read
+    once, and a file replaced as prepare replaces files (a new file renamed into place) is read again."""
+    from src.data import prepared
+    monkeypatch.setattr(prepared, "_CACHED_BYTES", 0)  # every split counts as large
+    monkeypatch.setattr(prepared, "_DIGESTS", {})
+    write_split(tmp_path / "a")
+    reads = []
+    real_open = open
+    monkeypatch.setattr(prepared, "open", lambda path, *a, **k: reads.append(path) or real_open(path, *a, **k),
+                        raising=False)
+    first = split_digest(tmp_path / "a")
+    files = len(reads)
+    assert split_digest(tmp_path / "a") == first and len(reads) == files  # served from the cache
+    hr = np.load(tmp_path / "a" / "hr.npy")
+    hr[0, 0, 0, 0] += 0.5
+    np.save(tmp_path / "a" / "new.npy", hr)
+    (tmp_path / "a" / "new.npy").replace(tmp_path / "a" / "hr.npy")  # same name and size, another inode
+    assert split_digest(tmp_path / "a") != first and len(reads) == 2 * files
+
+
 # ------------------------------------------------------------------ the layout table and meta.json
 
 
