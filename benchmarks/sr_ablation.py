@@ -75,6 +75,10 @@ RUNS: dict[str, dict] = {
     "default": {},
     "low_data_diffaugment": {**LOW_DATA},
     "low_data_no_diffaugment": {**LOW_DATA, "train.sr.diffaugment": ""},
+    # The perceptual network (issue 20): the random-init VGG19 of an offline machine against the denoising
+    # autoencoder trained on the HR train crops, at the default budget from one shared PSNR model (--share-psnr).
+    "percep_vgg19_random": {"train.sr.perceptual_network": "vgg19"},
+    "percep_hr_denoiser": {"train.sr.perceptual_network": "hr_denoiser"},
 }
 
 

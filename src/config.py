@@ -49,6 +49,7 @@ def _int_only(value: Any) -> Any:
 # checks that these equal the tables in src/losses and src/augment.
 Device = Literal["auto", "cpu", "cuda"]
 GanLoss = Literal["nonsaturating", "lsgan", "hinge"]  # adversarial.D_LOSSES, G_LOSSES
+PerceptualNetwork = Literal["vgg19", "hr_denoiser"]  # src/pretrained.py, src/models/hr_features.py
 Encoder = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]  # smp U-Net encoders
 VggLayer = Literal[  # perceptual.VGG19_LAYERS
     "conv1_1", "relu1_1", "conv1_2", "relu1_2", "conv2_1", "relu2_1", "conv2_2", "relu2_2",
@@ -214,6 +215,8 @@ class SRTrainConfig:
     lambda_pixel: NonNegFloat
     lambda_percep: NonNegFloat
     lambda_adv: NonNegFloat
+    perceptual_network: PerceptualNetwork  # vgg19 (ImageNet when its file exists) | hr_denoiser (trained here)
+    hr_denoiser_steps: PosInt              # Adam steps of the hr_denoiser on the HR train crops
     vgg_layers: VggLayers
     gan_loss: GanLoss
     spectral_norm: Bool

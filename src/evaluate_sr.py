@@ -74,7 +74,7 @@ def score_sr(params: Params) -> dict:
         write_text(out / "reliability.json", plots.to_json(sr.reliability))
         write_part(out, {"sr": sr.section.model_dump(), "n_test": len(hr_img), "scale": scale, "data_range": DATA_RANGE,
                          "feature_space": space, "distribution_features": space_note,
-                         "perceptual_loss_sr": load_weights(G_GAN)["meta"].get("vgg_backbone", "unknown"),
+                         "perceptual_loss_sr": load_weights(G_GAN)["meta"].get("perceptual_backbone", "unknown"),
                          "test_digest": split_digest(SR_DATA / "test"),
                          "wall_time_s": round(time.perf_counter() - started, 1)}, sr.per_slice)
     return {"n_test": len(hr_img), "wall_time_s": time.perf_counter() - started}

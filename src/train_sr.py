@@ -1,9 +1,10 @@
 """DVC stage `train_sr`: SRGAN (the GAN phase), starting from the PSNR model of train_sr_psnr.
 
-Train the perceptual super-resolution model: pixel L1 + VGG perceptual + adversarial loss against a
-PatchGAN discriminator (DiffAugment on every D call). Reads pipeline/train_sr_psnr/g_psnr.pt (checked against
-the prepared data and params it must come from), data/prepared/sr/{train,val}/ and meta.json,
-pipeline/weights/ (VGG19 for the perceptual loss) and params.yaml (seed, data.train_fraction,
+Train the perceptual super-resolution model: pixel L1 + perceptual (VGG19, or a denoiser trained on the HR
+crops) + adversarial loss against a PatchGAN discriminator (DiffAugment on every D call). Reads
+pipeline/train_sr_psnr/g_psnr.pt (checked against the prepared data and params it must come from),
+data/prepared/sr/{train,val}/ and meta.json,
+pipeline/weights/ (VGG19 for the default perceptual loss) and params.yaml (seed, data.train_fraction,
 train.device/amp/resume/max_nan_retries, train.sr). Writes pipeline/train_sr/g_gan.pt (EMA weights),
 config.json, checkpoint/last.pt (full state for resume) and live/ (dvclive metrics.json summary, loss plots,
 sample grids LR | naive | PSNR model | GAN | HR).
@@ -12,20 +13,24 @@ sample grids LR | naive | PSNR model | GAN | HR).
 from __future__ import annotations
 
 import copy
+import logging
 import sys
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from src.checksum import sha256
 from src.config import Params, SRTrainConfig, as_dict, fingerprint
 from src.data.prepared import split_digest
 from src.models.discriminators import PatchDiscriminator
 from src.models.highpass import HighPassDiscriminator
+from src.models.hr_features import FeaturePerceptualLoss, train_hr_features
 from src.pretrained import perceptual_loss
 from src.stage import run_stage
 from src.training.checkpoint import TrainState, save_weights
-from src.training.distributed import seed_rank_streams, shutdown
+from src.training.data import BatchStream
+from src.training.distributed import SINGLE, seed_rank_streams, shutdown
 from src.training.inference import predict
 from src.training.loop import NonFiniteLossError
 from src.training.provenance import SR_PSNR_KEYS, sr_provenance
@@ -33,10 +38,11 @@ from src.training.run import training_run
 from src.training.runtime import adam_options
 from src.training.samples import grid
 from src.training.sr_models import load_sr_generator
-from src.training.sr_setup import GAN_OUT, PSNR_OUT, SR_DATA, loop_settings, sr_setup, validation_scores
+from src.training.sr_setup import GAN_OUT, PSNR_OUT, SR_DATA, SRSetup, loop_settings, sr_setup, validation_scores
 from src.training.sr_steps import SRCritics, SRGanSettings, SRNets, SROptimizers, ema_decay_at, gan_step
 
 OUT, PSNR_MODEL = GAN_OUT, PSNR_OUT / "g_psnr.pt"
+log = logging.getLogger(__name__)
 # Settings that only change how often things are logged or how long the phase runs: a change to these
 # resumes the run instead of restarting it. The PSNR phase's own keys reach this run through its model's digest.
 NOT_FINGERPRINTED = ("gan_steps", "log_every", "sample_every", "checkpoint_every", *SR_PSNR_KEYS)
@@ -48,6 +54,22 @@ def discriminator(cfg: SRTrainConfig) -> torch.nn.Module:
     return HighPassDiscriminator(d, cfg.d_highpass_sigma) if cfg.d_highpass_sigma > 0 else d
 
 
+def perceptual_network(cfg: SRTrainConfig, setup: SRSetup, seed: int) -> tuple[nn.Module, str]:
+    """The perceptual loss of train.sr.perceptual_network and the name of its backbone (recorded in the model's
+    meta, config.json and evaluate's metrics): VGG19 (ImageNet weights, or the logged random-init fallback), or
+    the denoising autoencoder trained here on the HR train crops (src/models/hr_features.py)."""
+    if cfg.perceptual_network == "vgg19":
+        return perceptual_loss("pipeline/weights", cfg.vgg_layers, "The SR perceptual loss")
+    # One stream of whole global batches for every rank (SINGLE), from the PSNR phase's first steps, so every
+    # rank trains the same network from the same seed; its own RNGs leave the run's draws untouched.
+    stream = BatchStream(setup.crops, cfg.batch_size, SINGLE, seed, 0, "train.sr.batch_size")
+    encoder, losses = train_hr_features(lambda step: stream.batch(step)[2], cfg.hr_denoiser_steps, seed,
+                                        setup.runtime.device)
+    log.info("train.sr.perceptual_network hr_denoiser: %d steps on the HR train crops, restoration L1 %.4f -> %.4f",
+             cfg.hr_denoiser_steps, losses["first_l1"], losses["last_l1"])
+    return FeaturePerceptualLoss(encoder), f"hr_denoiser_{cfg.hr_denoiser_steps}steps"
+
+
 def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dict[str, float]:
     cfg, train_cfg = params.train.sr, params.train
     setup = sr_setup(params)
@@ -55,8 +77,9 @@ def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dic
     settings = SRGanSettings(gan_loss=cfg.gan_loss, policy=cfg.diffaugment, lambda_pixel=cfg.lambda_pixel,
                              lambda_percep=cfg.lambda_percep, lambda_adv=cfg.lambda_adv, r1_gamma=cfg.r1_gamma,
                              label_smoothing=cfg.label_smoothing)
-    perceptual, vgg_backbone = perceptual_loss("pipeline/weights", cfg.vgg_layers, "The SR perceptual loss")
-    critics = SRCritics(runtime.place(perceptual) if settings.lambda_percep > 0 else None, settings)
+    perceptual, perceptual_backbone = (perceptual_network(cfg, setup, params.seed) if settings.lambda_percep > 0
+                                       else (None, "unused"))
+    critics = SRCritics(runtime.place(perceptual) if perceptual is not None else None, settings)
     d = runtime.place(discriminator(cfg))
     # Phase 2 starts from the PSNR model's EMA weights (BasicSR: pretrain_network_g = params_ema); a model
     # trained on other data or other PSNR-phase params is refused, naming the file and `dvc repro train_sr_psnr`.
@@ -77,7 +100,8 @@ def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dic
     state = TrainState(modules={"g": g, "g_ema": nets.g_ema, "d": d},
                        optimizers={"g_gan": optimizers.g, "d": optimizers.d}, step=cfg.psnr_steps, phase="gan")
     run_fingerprint = fingerprint({k: v for k, v in as_dict(cfg).items() if k not in NOT_FINGERPRINTED},
-                                  params.seed, split_digest(SR_DATA / "train"), setup.subset.tolist(), vgg_backbone,
+                                  params.seed, split_digest(SR_DATA / "train"), setup.subset.tolist(),
+                                  perceptual_backbone,
                                   psnr_digest,  # another PSNR model starts the GAN phase fresh
                                   runtime.amp, runtime.device.type,  # a change of precision or device starts fresh
                                   sorted(state.modules))  # the checkpoint layout: another layout starts fresh
@@ -98,7 +122,7 @@ def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dic
     resolved = {"seed": params.seed, "train": {k: v for k, v in as_dict(train_cfg).items() if k != "cyclegan"},
                 "psnr_model": {"path": str(psnr_model), "sha256": psnr_digest}, "data_meta": setup.meta,
                 "train_fraction": params.data.train_fraction, "train_slices": setup.subset.tolist(),
-                "data_consistency": setup.data_consistency, "vgg_backbone": vgg_backbone,
+                "data_consistency": setup.data_consistency, "perceptual_backbone": perceptual_backbone,
                 "world_size": dist.world_size}
     with training_run(out, state, run_fingerprint, train_cfg.resume, resolved, runtime, total_steps,
                       dist, params.seed) as run:
@@ -107,7 +131,7 @@ def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dic
         if not dist.is_main:
             return {}
         save_weights(out / "g_gan.pt", nets.g_ema,
-                     setup.model_meta(params, "gan", total_steps, vgg_backbone=vgg_backbone))
+                     setup.model_meta(params, "gan", total_steps, perceptual_backbone=perceptual_backbone))
         for name, sr_img in (("naive", val["naive"]), ("psnr_model", predict(g_psnr, val["lr"], runtime.fp32())),
                              ("gan_model", predict(nets.g_ema, val["lr"], runtime.fp32()))):
             run.summary.update(validation_scores(name, sr_img, val["hr"], setup.scale))

@@ -197,3 +197,20 @@ def test_d_trains_at_its_own_learning_rate(tmp_path, stage):
     optimizers = load_checkpoint(root / GAN_DIR / "checkpoint/last.pt")["state"]["optimizers"]
     assert [group["lr"] for group in optimizers["d"]["param_groups"]] == [3.0e-3]
     assert [group["lr"] for group in optimizers["g_gan"]["param_groups"]] == [2.0e-4]
+
+
+def test_the_hr_denoiser_is_the_perceptual_network_when_chosen_and_is_recorded(tmp_path, stage):
+    """train.sr.perceptual_network: hr_denoiser trains the denoising autoencoder on the HR train crops and uses
+    its encoder in the GAN phase; the backbone is recorded in the model's meta and config.json (evaluate_sr copies
+    it into metrics.json's backbones), and switching the network is a new GAN run."""
+    root = make_tree(tmp_path, psnr_steps=4, gan_steps=2)
+    stage(root, PSNR)
+    stage(root, GAN)
+    assert load_weights(root / GAN_DIR / "g_gan.pt")["meta"]["perceptual_backbone"] == "vgg19_random_init"
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["sr"].update(perceptual_network="hr_denoiser", hr_denoiser_steps=3)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    out = stage(root, GAN)
+    assert "starting fresh" in out and "hr_denoiser: 3 steps on the HR train crops" in out
+    assert load_weights(root / GAN_DIR / "g_gan.pt")["meta"]["perceptual_backbone"] == "hr_denoiser_3steps"
+    assert json.loads((root / GAN_DIR / "config.json").read_text())["perceptual_backbone"] == "hr_denoiser_3steps"

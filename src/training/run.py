@@ -109,8 +109,8 @@ def training_run(out: Path, state: TrainState, fingerprint: str, resume: bool, r
         with previous_logs_kept(live_dir, checkpoint_path, fresh=not resumed), ExitStack() as stack:
             run.check_within(total_steps)  # after a killed run's logs are settled, before the body writes models
             yield run
-            context = {"perceptual_backbone": resolved.get("vgg_backbone", "unused"), "device": str(runtime.device),
-                       "bf16": runtime.amp}
+            backbone = resolved.get("perceptual_backbone", resolved.get("vgg_backbone", "unused"))  # SR, CycleGAN
+            context = {"perceptual_backbone": backbone, "device": str(runtime.device), "bf16": runtime.amp}
             for key, value in {**run.summary, **context}.items():
                 run.live.summary[key] = value
             run.live.step = state.step - 1

@@ -58,6 +58,7 @@ class SRSetup:
     scale: int
     degradation: str
     subset: np.ndarray          # the train slices this run may use (data.train_fraction)
+    crops: SliceCrops           # the train crops (paired LR / naive / HR) the stream batches
     stream: BatchStream         # train crops by global step
     val: dict[str, torch.Tensor]  # a few whole val slices for samples and summary scores
     data_consistency: bool
@@ -98,7 +99,7 @@ def sr_setup(params: Params) -> SRSetup:
                           f"({data['hr'].shape[-1]} px)")
     crops = SliceCrops(data, paired_crop(scale, cfg.crop_size), params.seed, subset, str(SR_DATA / "train"))
     stream = BatchStream(crops, cfg.batch_size, dist, params.seed, train_cfg.num_workers, "train.sr.batch_size")
-    return SRSetup(dist, runtime, meta, scale, degradation, subset, stream, val, data_consistency)
+    return SRSetup(dist, runtime, meta, scale, degradation, subset, crops, stream, val, data_consistency)
 
 
 def loop_settings(cfg: SRTrainConfig, train_cfg: TrainConfig, total_steps: int, desc: str) -> LoopSettings:

@@ -50,6 +50,7 @@ CASES = {
     "infinite_in_a_list": (_set("data.percentiles", [0.5, float("inf")]), "data.percentiles[1]: must be finite"),
     "unknown_gan_loss": (_set("train.sr.gan_loss", "wgan"), "train.sr.gan_loss"),
     "unknown_vgg_layer": (_set("train.sr.vgg_layers", ["relu9_9"]), "train.sr.vgg_layers[0]"),
+    "unknown_perceptual_network": (_set("train.sr.perceptual_network", "resnet50"), "train.sr.perceptual_network"),
     "unknown_encoder_backbone": (_set("segmenter.encoder", "vgg16"), "segmenter.encoder"),
     "unknown_device": (_set("train.device", "tpu"), "train.device"),
     "amp_not_a_choice": (_set("train.amp", "yes"), "train.amp"),
