@@ -118,6 +118,22 @@ def workspace(root: Path, n: int, seed: int, subjects: Path, image_size: int | N
     return root
 
 
+# What prepare writes per subject at data.image_size 128 (SR and sim-to-real sets, scratch stacks, leakage
+# descriptors) at its peak: about 57 GB for the 1000-subject cohort (disk use, 2026-12-04), plus a margin. A run
+# without room for it fails deep inside prepare (a first N=1000 run did, with 33 GB free), so the run checks for
+# its largest size before it starts. The sizes run one after another, each workspace removed before the next.
+BYTES_PER_SUBJECT_128 = 60e6
+
+
+def check_disk(n: int, image_size: int | None, folder: Path) -> None:
+    size = image_size or yaml.safe_load((REPO / "params.yaml").read_text())["data"]["image_size"]
+    needed = n * BYTES_PER_SUBJECT_128 * (size / 128) ** 2
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise SystemExit(f"{folder}: {free / 1e9:.0f} GB free, but prepare needs about {needed / 1e9:.0f} GB for "
+                         f"N={n} at data.image_size {size}; free space, set TMPDIR, or pass --image-size")
+
+
 def run_size(n: int, seed: int, keep: bool, subjects: Path, image_size: int | None = None) -> dict:
     root = Path(tempfile.mkdtemp(prefix=f"scale-{n}-"))
     try:
@@ -194,6 +210,8 @@ def main() -> int:
     parser.add_argument("--generate-only", action="store_true", help="make the cohort, measure nothing")
     parser.add_argument("--image-size", type=int, help="data.image_size for every size (default: params.yaml's)")
     args = parser.parse_args()
+    if not args.generate_only and not args.keep:
+        check_disk(max(args.sizes), args.image_size, Path(tempfile.gettempdir()))
     subjects = cohort(args.cohort, max(args.sizes), args.seed)
     load_at_start = os.getloadavg()[0]  # 1-min load average as the measurements start (after the cohort is made)
     if args.generate_only:
