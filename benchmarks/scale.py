@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.cohort import write_cohort  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results.json"
-PSNR_STEPS, GAN_STEPS = 20, 10
+PSNR_STEPS, GAN_STEPS = 100, 50  # enough loop time (~15 s) to tell it from the start-up
 WEIGHTS = ("vgg19", "inception_fid", "resnet18")
 
 
@@ -146,12 +146,18 @@ def run_size(n: int, seed: int, keep: bool, subjects: Path, image_size: int | No
         # The leakage check is the one O(N^2) part: its time is stated apart, and the per-subject time excludes it.
         prep["leakage_s"] = json.loads((ws / "data/prepared/manifest.json").read_text())["leakage"]["wall_time_s"]
         # The two SR stages in dvc.yaml's order; one row for both: peak memory of either, steps over their summed time.
-        phases = [measure([sys.executable, "-m", f"src.{stage}"], ws, root / f"{stage}.log")
-                  for stage in ("train_sr_psnr", "train_sr")]
+        phases, fixed = [], []
+        for stage in ("train_sr_psnr", "train_sr"):
+            phases.append(measure([sys.executable, "-m", f"src.{stage}"], ws, root / f"{stage}.log"))
+            # The same stage again resumes at its last step with nothing left to train: its start-up (imports,
+            # the provenance hash of the train split, loading, saving) without the loop.
+            fixed.append(measure([sys.executable, "-m", f"src.{stage}"], ws, root / f"{stage}-again.log"))
         train = {key: max(p[key] for p in phases) for key in phases[0] if key.startswith("peak_")}
         train["wall_s"] = round(sum(p["wall_s"] for p in phases), 2)
         train["cpu_util"] = round(sum(p["cpu_util"] * p["wall_s"] for p in phases) / train["wall_s"], 2)
         train["steps_per_s"] = round((PSNR_STEPS + GAN_STEPS) / train["wall_s"], 2)
+        train["startup_s"] = round(sum(p["wall_s"] for p in fixed), 2)
+        train["loop_steps_per_s"] = round((PSNR_STEPS + GAN_STEPS) / max(train["wall_s"] - train["startup_s"], 1e-3), 2)
         size = yaml.safe_load((ws / "params.yaml").read_text())["data"]["image_size"]
         return {"subjects": n, "image_size": size, "sr_slices": slices, "prepare": prep, "train_sr": train}
     finally:
@@ -179,7 +185,9 @@ def scale_targets(rows: dict[str, dict]) -> list[dict]:
     time_ratio = per_subject(large) / per_subject(small)
     util = sum(r["prepare"]["cpu_util"] for r in rows.values()) / len(rows)
     train_rss = large["train_sr"]["peak_rss_mib"] / small["train_sr"]["peak_rss_mib"]
-    train_speed = large["train_sr"]["steps_per_s"] / small["train_sr"]["steps_per_s"]
+    with_loop = all("loop_steps_per_s" in r["train_sr"] for r in (small, large))
+    speed_key = "loop_steps_per_s" if with_loop else "steps_per_s"
+    train_speed = large["train_sr"][speed_key] / small["train_sr"][speed_key]
     return [
         {"name": "prepare peak RSS MiB (summed over the process tree), largest over every N", "value": peak,
          "target": "<= 4096", "pass": peak <= 4096},
@@ -195,8 +203,8 @@ def scale_targets(rows: dict[str, dict]) -> list[dict]:
          "target": f">= 1.7 of {os.cpu_count()}", "pass": util >= 1.7},
         {"name": f"train_sr peak RSS, N={n_large} / N={n_small}", "value": train_rss, "target": "<= 1.2 (flat)",
          "pass": train_rss <= 1.2},
-        {"name": f"train_sr steps/s, N={n_large} / N={n_small}", "value": train_speed, "target": ">= 0.8 (flat)",
-         "pass": train_speed >= 0.8},
+        {"name": f"train_sr {speed_key.replace('_', ' ')}, N={n_large} / N={n_small}", "value": train_speed,
+         "target": ">= 0.8 (flat)", "pass": train_speed >= 0.8},
     ]
 
 
@@ -240,6 +248,10 @@ def main() -> int:
                                "psutil's per-process times sampled every 0.1 s, which include forkserver workers) "
                                "/ wall time",
                    "steps_per_s": f"({PSNR_STEPS} + {GAN_STEPS}) train_sr steps / wall time, start-up included",
+                   "startup_s": "both SR stages run again right after: they resume at their last step with nothing "
+                                "to train, so their wall time is the start-up (imports, the train split's provenance "
+                                "hash, loading, saving) without the loop",
+                   "loop_steps_per_s": "steps / (wall time - startup_s)",
                    "cpus": os.cpu_count(), "cohort": "benchmarks/cohort.py (deformed MNI152)",
                    "leakage_s": "the leakage check's own time (manifest.json), O(N^2); excluded from s per subject"},
         "machine": {"cpu_flags": sorted(set(open("/proc/cpuinfo").read().split()) & {"avx512f", "avx512_bf16",
