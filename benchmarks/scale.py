@@ -157,7 +157,8 @@ def run_size(n: int, seed: int, keep: bool, subjects: Path, image_size: int | No
         train["cpu_util"] = round(sum(p["cpu_util"] * p["wall_s"] for p in phases) / train["wall_s"], 2)
         train["steps_per_s"] = round((PSNR_STEPS + GAN_STEPS) / train["wall_s"], 2)
         train["startup_s"] = round(sum(p["wall_s"] for p in fixed), 2)
-        train["loop_steps_per_s"] = round((PSNR_STEPS + GAN_STEPS) / max(train["wall_s"] - train["startup_s"], 1e-3), 2)
+        loop_s = max(train["wall_s"] - train["startup_s"], 1e-3)
+        train["loop_steps_per_s"] = round((PSNR_STEPS + GAN_STEPS) / loop_s, 2)
         size = yaml.safe_load((ws / "params.yaml").read_text())["data"]["image_size"]
         return {"subjects": n, "image_size": size, "sr_slices": slices, "prepare": prep, "train_sr": train}
     finally:
