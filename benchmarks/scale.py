@@ -7,7 +7,8 @@ not change the cost of a step). Then, each in its own process with cwd = the wor
 
     python -m src.prepare    wall time, peak RSS, CPU utilisation
     python -m src.train_sr_psnr, then src.train_sr   peak RSS, steps/s = (psnr_steps + gan_steps) / summed wall time
-                                                      (start-ups included)
+                                                      (start-ups included), and the loops' own steps/s (each
+                                                      stage logs its loop's time)
 
 Peak RSS: the summed resident set of the stage's process tree (psutil, polled every 0.1 s;
 shared pages of forked workers count once per process, so it is an upper bound). CPU
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -82,6 +84,18 @@ def measure(cmd: list[str], cwd: Path, log: Path) -> dict:
     return {"wall_s": round(wall, 2), "peak_rss_mib": round(peak / 2**20, 1),
             "peak_anon_rss_mib": round(peak_anon / 2**20, 1), "peak_pss_mib": round(peak_pss / 2**20, 1),
             "cpu_util": round(cpu / wall, 2)}
+
+
+LOOP_LINE = re.compile(r": (\d+) steps in ([0-9.]+) s of training loop")
+
+
+def loop_time(log: Path) -> tuple[int, float]:
+    """(steps, seconds) of the training loop alone, from the line src/training/loop.py logs when it ends."""
+    found = LOOP_LINE.findall(log.read_text())
+    if not found:
+        raise RuntimeError(f"{log}: no 'steps in ... s of training loop' line (did the stage train?)")
+    steps, seconds = found[-1]
+    return int(steps), float(seconds)
 
 
 def cohort(folder: Path, n: int, seed: int) -> Path:
@@ -146,19 +160,18 @@ def run_size(n: int, seed: int, keep: bool, subjects: Path, image_size: int | No
         # The leakage check is the one O(N^2) part: its time is stated apart, and the per-subject time excludes it.
         prep["leakage_s"] = json.loads((ws / "data/prepared/manifest.json").read_text())["leakage"]["wall_time_s"]
         # The two SR stages in dvc.yaml's order; one row for both: peak memory of either, steps over their summed time.
-        phases, fixed = [], []
+        phases, loops = [], []
         for stage in ("train_sr_psnr", "train_sr"):
-            phases.append(measure([sys.executable, "-m", f"src.{stage}"], ws, root / f"{stage}.log"))
-            # The same stage again resumes at its last step with nothing left to train: its start-up (imports,
-            # the provenance hash of the train split, loading, saving) without the loop.
-            fixed.append(measure([sys.executable, "-m", f"src.{stage}"], ws, root / f"{stage}-again.log"))
+            log = root / f"{stage}.log"
+            phases.append(measure([sys.executable, "-m", f"src.{stage}"], ws, log))
+            loops.append(loop_time(log))
         train = {key: max(p[key] for p in phases) for key in phases[0] if key.startswith("peak_")}
         train["wall_s"] = round(sum(p["wall_s"] for p in phases), 2)
         train["cpu_util"] = round(sum(p["cpu_util"] * p["wall_s"] for p in phases) / train["wall_s"], 2)
         train["steps_per_s"] = round((PSNR_STEPS + GAN_STEPS) / train["wall_s"], 2)
-        train["startup_s"] = round(sum(p["wall_s"] for p in fixed), 2)
-        loop_s = max(train["wall_s"] - train["startup_s"], 1e-3)
-        train["loop_steps_per_s"] = round((PSNR_STEPS + GAN_STEPS) / loop_s, 2)
+        steps, loop_s = sum(n for n, _ in loops), sum(s for _, s in loops)
+        train["loop_steps_per_s"] = round(steps / loop_s, 2)
+        train["startup_s"] = round(train["wall_s"] - loop_s, 2)
         size = yaml.safe_load((ws / "params.yaml").read_text())["data"]["image_size"]
         return {"subjects": n, "image_size": size, "sr_slices": slices, "prepare": prep, "train_sr": train}
     finally:
@@ -249,10 +262,10 @@ def main() -> int:
                                "psutil's per-process times sampled every 0.1 s, which include forkserver workers) "
                                "/ wall time",
                    "steps_per_s": f"({PSNR_STEPS} + {GAN_STEPS}) train_sr steps / wall time, start-up included",
-                   "startup_s": "both SR stages run again right after: they resume at their last step with nothing "
-                                "to train, so their wall time is the start-up (imports, the train split's provenance "
-                                "hash, loading, saving) without the loop",
-                   "loop_steps_per_s": "steps / (wall time - startup_s)",
+                   "loop_steps_per_s": "steps / seconds of the training loop alone, from the line each SR stage "
+                                       "logs when its loop ends (src/training/loop.py)",
+                   "startup_s": "wall time - the loops' time: imports, the train split's provenance hash, loading, "
+                                "the final validation, saving",
                    "cpus": os.cpu_count(), "cohort": "benchmarks/cohort.py (deformed MNI152)",
                    "leakage_s": "the leakage check's own time (manifest.json), O(N^2); excluded from s per subject"},
         "machine": {"cpu_flags": sorted(set(open("/proc/cpuinfo").read().split()) & {"avx512f", "avx512_bf16",

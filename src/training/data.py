@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from src.config import ConfigError
+from src.data.mapped import release_pages
 from src.data.prepared import check_labels, load_split, open_split
 from src.training.distributed import Distributed
 
@@ -55,7 +56,11 @@ class SliceCrops(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, ...]:
         epoch, i = item
         row = int(self.index[i])
-        slices = {key: np.asarray(array[row]) for key, array in self.arrays.items()}
+        # Copied out, then the maps' pages released: a faulted page comes mapped with its neighbours (whole large
+        # folios of the page cache), and every page a map has touched counts in RSS until it is released, so over
+        # a long run on a large cohort RSS would climb towards the size of the training arrays.
+        slices = {key: np.array(array[row]) for key, array in self.arrays.items()}
+        release_pages(*self.arrays.values())
         for key, values in slices.items():
             # Read lazily, so checked here: one slice costs microseconds, a whole cohort up front would not.
             if values.dtype.kind == "f" and not np.isfinite(values).all():

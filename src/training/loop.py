@@ -10,6 +10,7 @@ import csv
 import json
 import logging
 import math
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +174,9 @@ def fit(
     window: dict[str, list[float]] = defaultdict(list)
     bar = tqdm(total=settings.total_steps, initial=state.step, desc=settings.desc, dynamic_ncols=True,
                disable=not dist.is_main)
+    # The loop's own speed, logged apart from the stage's start-up (data checks, fingerprints, networks) and its
+    # final validation: what benchmarks/scale.py compares across cohort sizes.
+    first_step, started = state.step, time.perf_counter()
     try:  # the bar is closed on errors too, so the stage's `error:` line starts a line of its own
         while state.step < settings.total_steps:
             step = state.step
@@ -222,4 +226,8 @@ def fit(
                 last_good = snapshot(state)
     finally:
         bar.close()
+    steps_run, loop_s = state.step - first_step, time.perf_counter() - started
+    if steps_run:
+        log.info("%s: %d steps in %.2f s of training loop (%.2f steps/s)", settings.desc, steps_run, loop_s,
+                 steps_run / loop_s)
     return state

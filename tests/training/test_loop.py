@@ -159,3 +159,27 @@ def test_cyclegan_resume_equals_uninterrupted_run(tmp_path):
     for name in ("g_sim2real", "g_real2sim", "d_real", "d_sim"):
         for (key, a), b in zip(straight.modules[name].state_dict().items(), resumed.modules[name].state_dict().values()):
             assert torch.equal(a, b), f"{name}.{key} differs after resume"
+
+
+def test_loop_logs_its_own_speed_and_the_scale_benchmark_reads_it(tmp_path, caplog):
+    """fit logs how many steps it ran and how long the loop alone took (the scale benchmark compares that across
+    cohort sizes, apart from the stage's start-up); a resumed run counts only the steps it ran itself."""
+    from benchmarks.scale import loop_time
+
+    state, step_fn = build_run()
+    with caplog.at_level("INFO", logger="src.training.loop"):
+        fit(state, step_fn, loop_settings(4), tmp_path / "a.pt", "fp", FakeLive())
+        state, step_fn = build_run()
+        assert try_resume(state, tmp_path / "a.pt", "fp", resume=True)
+        fit(state, step_fn, loop_settings(6), tmp_path / "a.pt", "fp", FakeLive())
+    log = tmp_path / "stage.log"
+    lines = [r.getMessage() for r in caplog.records if "of training loop" in r.getMessage()]
+    assert len(lines) == 2
+    log.write_text(lines[0] + "\n")
+    steps, seconds = loop_time(log)
+    assert steps == 4 and seconds > 0
+    log.write_text("\n".join(lines) + "\n")
+    assert loop_time(log)[0] == 2  # the last line: the resumed run's own 2 steps
+    log.write_text("a stage that never trained\n")
+    with pytest.raises(RuntimeError, match="stage.log"):
+        loop_time(log)
