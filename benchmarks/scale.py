@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.cohort import write_cohort  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results.json"
+COMMIT = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
 PSNR_STEPS, GAN_STEPS = 100, 50  # enough loop time (~15 s) to tell it from the start-up
 WEIGHTS = ("vgg19", "inception_fid", "resnet18")
 
@@ -149,6 +150,7 @@ def check_disk(n: int, image_size: int | None, folder: Path) -> None:
 
 
 def run_size(n: int, seed: int, keep: bool, subjects: Path, image_size: int | None = None) -> dict:
+    load_at_start = os.getloadavg()[0]
     root = Path(tempfile.mkdtemp(prefix=f"scale-{n}-"))
     try:
         ws = workspace(root, n, seed, subjects, image_size)
@@ -173,7 +175,8 @@ def run_size(n: int, seed: int, keep: bool, subjects: Path, image_size: int | No
         train["loop_steps_per_s"] = round(steps / loop_s, 2)
         train["startup_s"] = round(train["wall_s"] - loop_s, 2)
         size = yaml.safe_load((ws / "params.yaml").read_text())["data"]["image_size"]
-        return {"subjects": n, "image_size": size, "sr_slices": slices, "prepare": prep, "train_sr": train}
+        return {"subjects": n, "image_size": size, "sr_slices": slices, "prepare": prep, "train_sr": train,
+                "commit": COMMIT, "load_avg_1min_at_start": load_at_start}
     finally:
         if keep:
             print(f"kept {root}", file=sys.stderr)
@@ -250,11 +253,14 @@ def main() -> int:
               f"{p['peak_rss_mib']:>21.0f} {p.get('peak_anon_rss_mib', 0):>6.0f} {p.get('peak_pss_mib', 0):>6.0f} "
               f"{p['cpu_util']:>9.2f} "
               f"{t['peak_rss_mib']:>19.0f} {t['steps_per_s']:>8.2f}")
-    targets = scale_targets({str(r["subjects"]): r for r in rows if "failed" not in r})
-    for t in targets:
-        print(f"{t['name']}: {t['value']:.3g} (target {t['target']}): {'met' if t['pass'] else 'MISSED'}")
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     scale = results.get("scale", {})
+    # The targets read every row on record, earlier runs' sizes included (each row names its commit), so a size
+    # re-measured alone (--sizes 200) updates its row without dropping the comparison across sizes.
+    merged = {**scale.get("rows", {}), **{str(r["subjects"]): r for r in rows}}
+    targets = scale_targets({n: r for n, r in merged.items() if "failed" not in r})
+    for t in targets:
+        print(f"{t['name']}: {t['value']:.3g} (target {t['target']}): {'met' if t['pass'] else 'MISSED'}")
     scale["targets"] = targets
     scale.update({
         "method": {"rss": "peak of the summed RSS of the stage's process tree, psutil polled every 0.1 s",
@@ -272,7 +278,7 @@ def main() -> int:
                                                                                      "amx_bf16"}),
                     "load_avg_1min_at_start": load_at_start},
         "date": time.strftime("%Y-%m-%d"),
-        "rows": {**scale.get("rows", {}), **{str(r["subjects"]): r for r in rows}},
+        "rows": merged,
     })
     results["scale"] = scale
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
