@@ -217,11 +217,13 @@ def test_take_rows_gathers_a_scattered_sample_without_mapping_the_file(tmp_path)
 
 
 @pytest.mark.skipif(not hasattr(__import__("mmap"), "MADV_DONTNEED"), reason="needs madvise (Linux)")
-def test_training_crops_leave_nothing_of_the_arrays_mapped(tmp_path):
+def test_training_crops_leave_nothing_of_the_arrays_mapped(tmp_path, monkeypatch):
     """SliceCrops reads one slice per item from the memory-mapped split: a pass over many slices returns the
-    slices' own values, and what stays mapped is at most a few slices' neighbourhoods, not the pages of every
-    slice read (which would grow train_sr's RSS towards the size of a cohort's training arrays)."""
+    slices' own values, and what stays mapped of a large map is at most a few slices' neighbourhoods, not the
+    pages of every slice read (which would grow train_sr's RSS towards the size of a cohort's training arrays).
+    A map under the threshold is left mapped (it cannot grow past its own size)."""
     from src.atomic import reserved_memmap
+    from src.training import data
     from src.training.data import SliceCrops, image_crop
 
     written = reserved_memmap(tmp_path / "real.npy", np.float32, (1024, 1, 128, 128))  # 64 MiB, 64 KiB a slice
@@ -229,7 +231,10 @@ def test_training_crops_leave_nothing_of_the_arrays_mapped(tmp_path):
         written[start:start + 64] = np.arange(start, start + 64, dtype=np.float32)[:, None, None, None]
     written.flush()
     del written
-    crops = SliceCrops({"real": np.load(tmp_path / "real.npy", mmap_mode="r")}, image_crop(32, "real"), seed=0)
+    reader = np.load(tmp_path / "real.npy", mmap_mode="r")
+    assert SliceCrops({"real": reader}, image_crop(32, "real"), seed=0).large_maps == []  # 64 MiB < 256 MiB
+    monkeypatch.setattr(data, "RELEASE_ABOVE", 16 << 20)  # so a 64 MiB test file counts as large
+    crops = SliceCrops({"real": reader}, image_crop(32, "real"), seed=0)
     before = _rss_file_kib()
     items = [crops[(0, i)][0] for i in range(0, 1024, 2)]  # 512 slices, 32 MiB
     after = _rss_file_kib()

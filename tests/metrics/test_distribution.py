@@ -155,3 +155,27 @@ def test_swd_rejects_bad_shapes():
         sliced_wasserstein_distance(torch.zeros(2, 1, 32, 32), torch.zeros(2, 1, 32, 16))
     with pytest.raises(ValueError, match="min_resolution"):
         sliced_wasserstein_distance(torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8))
+
+
+def test_resampled_swd_is_the_same_whatever_the_thread_count():
+    """The resamples are scored in threads (one per torch thread); each is computed alone, so one thread and
+    two give the same values bit for bit, and the identity resample is the whole-set SWD."""
+    from src.metrics.distribution import resampled_sliced_wasserstein, sliced_wasserstein_distance
+
+    g = torch.Generator().manual_seed(3)
+    reference = torch.rand(6, 1, 32, 32, generator=g) * 2 - 1
+    sets = {"near": reference.flip(-1) * 0.9, "far": torch.rand(6, 1, 32, 32, generator=g) * 2 - 1}
+    rows = np.concatenate([np.arange(6)[None], np.random.default_rng(0).integers(0, 6, (9, 6))])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = resampled_sliced_wasserstein(sets, reference, rows, descriptors_per_image=16, n_directions=32)
+        torch.set_num_threads(2)
+        paired = resampled_sliced_wasserstein(sets, reference, rows, descriptors_per_image=16, n_directions=32)
+    finally:
+        torch.set_num_threads(threads)
+    for name in sets:
+        np.testing.assert_array_equal(alone[name], paired[name])
+        assert len(np.unique(paired[name])) > 1  # the resamples differ from each other
+    whole = sliced_wasserstein_distance(sets["far"], reference, descriptors_per_image=16, n_directions=32)
+    assert paired["far"][0] == pytest.approx(whole["mean"], rel=1e-5)
