@@ -125,9 +125,16 @@ class VGGPerceptualLoss(nn.Module):
         pred_features = self._features(pred)
         with torch.no_grad():
             target_features = self._features(target)
-        loss = 0.0
-        for weight, p, t in zip(self.layer_weights, pred_features, target_features):
-            # Reduce in at least float32: a bf16 mean over millions of features loses digits.
-            reduce_dtype = torch.promote_types(p.dtype, torch.float32)
-            loss = loss + weight * F.l1_loss(p.to(reduce_dtype), t.to(reduce_dtype))
-        return loss
+        return feature_l1(pred_features, target_features, self.layer_weights)
+
+
+def feature_l1(pred_features: list[torch.Tensor], target_features: list[torch.Tensor],
+               weights: list[float]) -> torch.Tensor:
+    """sum_k weights[k] * mean |pred_features[k] - target_features[k]|: the perceptual distance of VGGPerceptualLoss
+    and of src/models/hr_features.py's FeaturePerceptualLoss."""
+    loss = 0.0
+    for weight, p, t in zip(weights, pred_features, target_features, strict=True):
+        # Reduce in at least float32: a bf16 mean over millions of features loses digits.
+        reduce_dtype = torch.promote_types(p.dtype, torch.float32)
+        loss = loss + weight * F.l1_loss(p.to(reduce_dtype), t.to(reduce_dtype))
+    return loss

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.losses.perceptual import feature_l1
+
 NOISE_STD = 0.1  # of the corruption the autoencoder learns to undo, on the [-1, 1] scale (5 % of the range)
 
 
@@ -79,8 +81,9 @@ def train_hr_features(hr_batches: Callable[[int], torch.Tensor], steps: int, see
 
 
 class FeaturePerceptualLoss(nn.Module):
-    """sum over the encoder's feature maps of mean |phi(pred) - phi(target)| (L1 in feature space), as
-    VGGPerceptualLoss does for VGG layers. The encoder is frozen; gradients flow to `pred` only."""
+    """sum over the encoder's feature maps of mean |phi(pred) - phi(target)| (L1 in feature space, reduced in
+    float32 under bf16 autocast: `feature_l1`, as VGGPerceptualLoss does for VGG layers). The encoder is frozen;
+    gradients flow to `pred` only."""
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
@@ -92,7 +95,9 @@ class FeaturePerceptualLoss(nn.Module):
         return self
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if pred.shape != target.shape:  # F.l1_loss would broadcast them, with only a warning
+            raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
         with torch.no_grad():
             target_features = self.encoder(target.float())
         pred_features = self.encoder(pred.float())
-        return sum(F.l1_loss(p, t) for p, t in zip(pred_features, target_features))
+        return feature_l1(pred_features, target_features, [1.0] * len(pred_features))
