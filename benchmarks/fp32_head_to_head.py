@@ -33,7 +33,8 @@ from benchmarks.speed import speed
 from src.config import load_params
 from src.training.runtime import make_runtime
 result = speed(load_params("params.yaml"), make_runtime("cpu", False), int(sys.argv[1]))
-print(json.dumps({r["step"]: [r["s_per_step"], r["gflop_per_step"]] for r in result["roofline"]}))
+rows = {r["step"]: [r["s_per_step"], r["gflop_per_step"]] for r in result["roofline"]}
+print(json.dumps({**rows, "matmul_peak_fp32_gflop_s": result["matmul_peak_gflop_s"]["fp32"]}))
 """
 
 
@@ -43,15 +44,34 @@ def one_side(tree: Path, steps: int) -> dict[str, list[float]]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+PEAK = "matmul_peak_fp32_gflop_s"
+
+
+def median_peak(runs: dict[str, list[dict]]) -> float | None:
+    """The median of the fp32 matmul peaks each side's process measured (None for runs recorded without)."""
+    peaks = sorted(r[PEAK] for side in runs.values() for r in side if PEAK in r)
+    return peaks[len(peaks) // 2] if peaks else None
+
+
 def table(runs: dict[str, list[dict]]) -> list[dict]:
+    """One row per step function. `ceiling_speedup` is the most any code could gain on the same work here: the
+    baseline's time over the time of this tree's FLOPs at this machine's fp32 matmul peak, which no
+    convolution kernel beats."""
+    peak = median_peak(runs)
     rows = []
     for step in runs["baseline"][0]:
+        if step == PEAK:
+            continue
         old = [r[step][0] for r in runs["baseline"]]
         new = [r[step][0] for r in runs["this_tree"] if step in r]
         if not new:
             continue
         same_work = runs["baseline"][0][step][1] == runs["this_tree"][0][step][1]
-        rows.append({"step": step, "baseline_s": old, "this_tree_s": new,
+        gflop, median_new, median_old = runs["this_tree"][0][step][1], sorted(new)[len(new) // 2], sorted(old)[len(old) // 2]
+        roofline = {} if peak is None else {
+            "this_tree_fraction_of_fp32_peak": round(gflop / median_new / peak, 3),
+            "ceiling_speedup": round(median_old / (gflop / peak), 2)}
+        rows.append({"step": step, "baseline_s": old, "this_tree_s": new, **roofline,
                      "gflop_per_step": [runs["baseline"][0][step][1], runs["this_tree"][0][step][1]],
                      "same_work": same_work, "speedup_median": round(sorted(old)[len(old) // 2] /
                                                                      sorted(new)[len(new) // 2], 2)})
@@ -60,12 +80,16 @@ def table(runs: dict[str, list[dict]]) -> list[dict]:
 
 def print_table(result: dict) -> None:
     print(f"baseline {result['baseline']} vs this tree {result['this_tree']}, fp32, {result['machine']}")
-    print(f"{'step':32} {'baseline s':>16} {'this tree s':>16} {'GFLOP/step':>15} {'speed-up':>9}")
+    print(f"{'step':32} {'baseline s':>16} {'this tree s':>16} {'GFLOP/step':>15} {'speed-up':>9} {'of peak':>10}"
+          f" {'ceiling':>9}")
+    print(f"fp32 matmul peak {result.get(PEAK, '?')} GFLOP/s; 'of peak': this tree's GFLOP/s over "
+          "it; 'ceiling': the baseline's time over this tree's FLOPs at that peak, the most any code could gain")
     for row in result["rows"]:
         gflop = "/".join(f"{g:.1f}" for g in row["gflop_per_step"])
         note = "" if row["same_work"] else "  (different work: not a speed-up of the same step)"
         print(f"{row['step']:32} {'/'.join(map(str, row['baseline_s'])):>16} {'/'.join(map(str, row['this_tree_s'])):>16}"
-              f" {gflop:>15} {row['speedup_median']:>8}x{note}")
+              f" {gflop:>15} {row['speedup_median']:>8}x {row.get('this_tree_fraction_of_fp32_peak', '?'):>10}"
+              f" {row.get('ceiling_speedup', '?'):>8}x{note}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
               "machine": {"cpu_bf16_flags": sorted(CPU_BF16_FLAGS & cpu_flags()), "load_avg_1min_at_start": load,
                           "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
                           "note": "bf16 autocast off on both sides: fp32 kernels"},
-              "runs": runs, "rows": table(runs)}
+              "runs": runs, "rows": table(runs),
+              PEAK: median_peak(runs)}
     RESULTS.write_text(json.dumps(result, indent=1) + "\n")
     print_table(result)
     return 0

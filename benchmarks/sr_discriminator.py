@@ -198,7 +198,8 @@ def cpu_flags() -> dict:
 
 
 def machine() -> dict:
-    return {"threads": torch.get_num_threads(), "note": "threads: 1, shared machine (wall times are not budget figures)",
+    threads = torch.get_num_threads()
+    return {"threads": threads, "note": f"threads: {threads}; screening wall times, not budget figures",
             "cpu_flags": cpu_flags(), "load_avg_1min": round(os.getloadavg()[0], 2)}
 
 
