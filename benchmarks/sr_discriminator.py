@@ -34,17 +34,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from scipy.stats import rankdata
 
 from benchmarks.sr_ablation import interval
 from src.config import params_from_dict
 from src.data.prepared import PREPARED, load_meta, load_split, open_split, split_digest
 from src.data.subset import train_subset
 from src.training.sr_models import load_sr_generator
-from src.metrics.bootstrap import percentile_interval, resample_indices
 from src.models.discriminators import PatchDiscriminator
 from src.models.highpass import HighPassDiscriminator, gaussian_highpass
 from src.training.data import BatchStream, SliceCrops, paired_crop
+from src.training import d_monitor
+from src.training.d_monitor import N_RESAMPLES, generate, separation, val_crop_grid
 from src.training.distributed import SINGLE
 from src.training.provenance import SR_PSNR_KEYS
 from src.training.runtime import make_runtime
@@ -53,8 +53,6 @@ from src.training.sr_steps import SRGanSettings, d_step
 RESULTS = Path("benchmarks/sr_discriminator.json")
 PSNR_CACHE = Path("/tmp/sr_discriminator_psnr")
 SR_DATA = PREPARED / "sr"
-N_RESAMPLES = 1000
-VAL_STRIDE_LR = 8   # LR px between val crops: a 3 x 3 grid of 16-px LR crops on a 32-px LR slice
 # Keys of the PSNR phase: the cached PSNR model depends on these (and seed, data) only.
 PHASE1_KEYS = SR_PSNR_KEYS
 
@@ -119,21 +117,9 @@ def gan_phase_batches(params, g: torch.nn.Module) -> list[tuple[torch.Tensor, to
 
 
 def val_crops(g: torch.nn.Module, scale: int, hr_crop: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """(hr_crops, sr_crops, slice_of_crop): a fixed grid of crops of every val slice; G sees the LR crop, as in training."""
-    data = load_split(SR_DATA / "val", ("lr", "naive", "hr"))
-    lr_size, lr_crop = data["lr"].shape[-1], hr_crop // scale
-    starts = range(0, lr_size - lr_crop + 1, VAL_STRIDE_LR)
-    hr, sr, owner = [], [], []
-    with torch.no_grad():
-        for y in starts:
-            for x in starts:
-                hr_win = (slice(None), slice(None), slice(y * scale, (y + lr_crop) * scale),
-                          slice(x * scale, (x + lr_crop) * scale))
-                lr_img = data["lr"][:, :, y:y + lr_crop, x:x + lr_crop]
-                sr.append(g(lr_img, data["naive"][hr_win]))
-                hr.append(data["hr"][hr_win])
-                owner.append(np.arange(len(lr_img)))
-    return torch.cat(hr), torch.cat(sr), np.concatenate(owner)
+    """(hr_crops, sr_crops, slice_of_crop): train_sr's D-monitoring grid over every val slice; G sees the LR crop."""
+    crops = val_crop_grid(load_split(SR_DATA / "val", ("lr", "naive", "hr")), scale, hr_crop)
+    return crops.hr, generate(g, crops), crops.owner
 
 
 def build_d(cfg: dict) -> torch.nn.Module:
@@ -156,37 +142,10 @@ def train_d(cfg: dict, batches, seed: int) -> tuple[torch.nn.Module, list[dict]]
     return d, log
 
 
-@torch.no_grad()
-def crop_scores(d: torch.nn.Module, images: torch.Tensor, batch: int = 64) -> np.ndarray:
+def crop_scores(d: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
     """(N,) D's mean patch logit per image, no augmentation, D in eval mode (no power-iteration update)."""
     d.eval()
-    return np.concatenate([d(images[i:i + batch]).flatten(1).mean(1).numpy() for i in range(0, len(images), batch)])
-
-
-def auc(real: np.ndarray, fake: np.ndarray) -> float:
-    """P(score(real) > score(fake)) + 0.5 P(tie) (the Mann-Whitney form of the ROC AUC)."""
-    ranks = rankdata(np.concatenate([real, fake]))   # ties share their mean rank
-    return float((ranks[:len(real)].sum() - len(real) * (len(real) + 1) / 2) / (len(real) * len(fake)))
-
-
-def accuracy(real: np.ndarray, fake: np.ndarray, boundary: float) -> float:
-    """Balanced accuracy: real called real (score > boundary) and fake called fake, averaged."""
-    return float(0.5 * ((real > boundary).mean() + (fake <= boundary).mean()))
-
-
-def separation(real: np.ndarray, fake: np.ndarray, owner: np.ndarray, boundary: float, seed: int) -> dict:
-    """Accuracy and AUC with 95 % bootstrap intervals over val slices (the crops of a drawn slice go together)."""
-    n_slices = int(owner.max()) + 1
-    crops_of = [np.flatnonzero(owner == s) for s in range(n_slices)]
-    acc_b, auc_b = [], []
-    for draw in resample_indices(n_slices, N_RESAMPLES, seed):
-        rows = np.concatenate([crops_of[s] for s in draw])
-        acc_b.append(accuracy(real[rows], fake[rows], boundary))
-        auc_b.append(auc(real[rows], fake[rows]))
-    ci = lambda b: [round(v, 4) for v in percentile_interval(np.array(b))]  # noqa: E731
-    return {"accuracy": {"value": round(accuracy(real, fake, boundary), 4), "ci95": ci(acc_b)},
-            "auc": {"value": round(auc(real, fake), 4), "ci95": ci(auc_b)},
-            "mean_score": {"real": round(float(real.mean()), 4), "fake": round(float(fake.mean()), 4)}}
+    return d_monitor.crop_scores(d, images)
 
 
 def cpu_flags() -> dict:

@@ -226,12 +226,17 @@ class SRTrainConfig:
     diffaugment: DiffAugmentPolicy
     ema_decay: Fraction
     log_every: PosInt
+    d_val_every: NonNegInt  # GAN steps between scorings of D on val crops (src/training/d_monitor.py); 0: never
     sample_every: PosInt
     checkpoint_every: PosInt
 
     @model_validator(mode="after")
     def _check(self) -> SRTrainConfig:
         _check_patch_d(self)
+        # The loop averages stats over log_every steps: one scoring per logged row keeps val/d_auc a measurement.
+        _require(self.d_val_every == 0 or self.d_val_every >= self.log_every, "d_val_every",
+                 f"must be 0 (off) or >= log_every ({self.log_every}), so that a logged row holds one scoring of D; "
+                 f"got {self.d_val_every}")
         return self
 
 

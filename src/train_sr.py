@@ -30,7 +30,9 @@ from src.pretrained import perceptual_loss
 from src.stage import run_stage
 from src.training.checkpoint import TrainState, save_weights
 from src.training.data import BatchStream
-from src.training.distributed import SINGLE, seed_rank_streams, shutdown
+from src.training.d_monitor import auc, balanced_accuracy, discriminator_scores, separation, val_crop_grid
+from src.training.distributed import SINGLE, seed_rank_streams, shutdown, unwrap
+from src.training.gan_utils import decision_boundary
 from src.training.inference import predict
 from src.training.loop import NonFiniteLossError
 from src.training.provenance import SR_PSNR_KEYS, sr_provenance
@@ -45,7 +47,7 @@ OUT, PSNR_MODEL = GAN_OUT, PSNR_OUT / "g_psnr.pt"
 log = logging.getLogger(__name__)
 # Settings that only change how often things are logged or how long the phase runs: a change to these
 # resumes the run instead of restarting it. The PSNR phase's own keys reach this run through its model's digest.
-NOT_FINGERPRINTED = ("gan_steps", "log_every", "sample_every", "checkpoint_every", *SR_PSNR_KEYS)
+NOT_FINGERPRINTED = ("gan_steps", "log_every", "d_val_every", "sample_every", "checkpoint_every", *SR_PSNR_KEYS)
 
 
 def discriminator(cfg: SRTrainConfig) -> torch.nn.Module:
@@ -112,12 +114,21 @@ def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dic
                      predict(nets.g_ema, val["lr"][:4], runtime), val["hr"][:4]],
                     ["LR", "naive", "PSNR model", "G_ema (gan)", "HR"])
 
+    # D's health in the game (src/training/d_monitor.py): every rank scores the same crops with the same weights,
+    # so the logged value is the same on each.
+    monitor_crops = val_crop_grid({k: runtime.batch(v) for k, v in val.items()}, setup.scale, cfg.crop_size)
+    boundary = decision_boundary(cfg.gan_loss)
+
     def step_fn(step: int) -> dict[str, float]:
         gan_step_index = step - cfg.psnr_steps
         # Instance noise (Sønderby et al. 2017) is annealed linearly to zero over phase 2.
         noise = cfg.instance_noise * max(0.0, 1.0 - gan_step_index / max(1, cfg.gan_steps))
-        return gan_step(nets, optimizers, critics, setup.batch(step), settings, runtime, instance_noise=noise,
-                        ema_decay=ema_decay_at(gan_step_index, cfg.ema_decay))
+        stats = gan_step(nets, optimizers, critics, setup.batch(step), settings, runtime, instance_noise=noise,
+                         ema_decay=ema_decay_at(gan_step_index, cfg.ema_decay))
+        if cfg.d_val_every and (gan_step_index + 1) % cfg.d_val_every == 0:
+            real, fake = discriminator_scores(unwrap(nets.d), unwrap(nets.g), monitor_crops)
+            stats.update({"val/d_auc": auc(real, fake), "val/d_accuracy": balanced_accuracy(real, fake, boundary)})
+        return stats
 
     resolved = {"seed": params.seed, "train": {k: v for k, v in as_dict(train_cfg).items() if k != "cyclegan"},
                 "psnr_model": {"path": str(psnr_model), "sha256": psnr_digest}, "data_meta": setup.meta,
@@ -135,6 +146,12 @@ def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dic
         for name, sr_img in (("naive", val["naive"]), ("psnr_model", predict(g_psnr, val["lr"], runtime.fp32())),
                              ("gan_model", predict(nets.g_ema, val["lr"], runtime.fp32()))):
             run.summary.update(validation_scores(name, sr_img, val["hr"], setup.scale))
+        if cfg.d_val_every:  # D against the G it last played, with intervals over val slices: "clear of chance"
+            final = separation(*discriminator_scores(unwrap(nets.d), unwrap(nets.g), monitor_crops),
+                               monitor_crops.owner, boundary, params.seed)
+            for name in ("auc", "accuracy"):
+                run.summary[f"val/d_final/{name}"] = final[name]["value"]
+                run.summary[f"val/d_final/{name}_ci95"] = final[name]["ci95"]
     return run.summary
 
 

@@ -214,3 +214,36 @@ def test_the_hr_denoiser_is_the_perceptual_network_when_chosen_and_is_recorded(t
     assert "starting fresh" in out and "hr_denoiser: 3 steps on the HR train crops" in out
     assert load_weights(root / GAN_DIR / "g_gan.pt")["meta"]["perceptual_backbone"] == "hr_denoiser_3steps"
     assert json.loads((root / GAN_DIR / "config.json").read_text())["perceptual_backbone"] == "hr_denoiser_3steps"
+
+
+def test_d_is_scored_on_val_in_the_gan_phase_and_the_run_trains_as_without_it(tmp_path, stage):
+    """train.sr.d_val_every logs val/d_auc and val/d_accuracy at its steps and puts the last scoring, with
+    intervals, in the summary; scoring draws nothing and moves nothing, so the weights equal a run without it."""
+    runs = {}
+    for every in (0, 5):
+        root = make_tree(tmp_path / f"every_{every}", psnr_steps=4, gan_steps=10)
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        params["train"]["sr"]["d_val_every"] = every
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        stage(root, PSNR)
+        stage(root, GAN)
+        runs[every] = root
+    for name in ("g_gan.pt", "checkpoint/last.pt"):
+        a = torch.load(runs[0] / GAN_DIR / name, weights_only=False)
+        b = torch.load(runs[5] / GAN_DIR / name, weights_only=False)
+        flat = lambda obj, path="": (  # noqa: E731
+            [(path, obj)] if isinstance(obj, torch.Tensor) else
+            [x for k, v in obj.items() for x in flat(v, f"{path}/{k}")] if isinstance(obj, dict) else [])
+        assert [p for p, _ in flat(a)] == [p for p, _ in flat(b)]
+        assert all(torch.equal(x, y) for (_, x), (_, y) in zip(flat(a), flat(b))), f"{name} differs"
+    plots = runs[5] / GAN_DIR / "live/plots/metrics/val"
+    rows = (plots / "d_auc.tsv").read_text().splitlines()[1:]
+    # Scored after GAN steps 5 and 10 (global steps 8 and 13); a row carries the last step of its log window.
+    assert [int(r.split("\t")[0]) for r in rows] == [9, 13]
+    summary = json.loads((runs[5] / GAN_DIR / "live/metrics.json").read_text())
+    for name in ("auc", "accuracy"):
+        low, high = summary[f"val/d_final/{name}_ci95"]
+        assert 0 <= low <= summary[f"val/d_final/{name}"] <= high <= 1
+        assert summary[f"val/d_final/{name}"] == pytest.approx(summary["val"][f"d_{name}"], abs=1e-4)  # same D and G
+    assert not (runs[0] / GAN_DIR / "live/plots/metrics/val").exists()
+    assert "d_auc" not in json.loads((runs[0] / GAN_DIR / "live/metrics.json").read_text()).get("val", {})

@@ -143,10 +143,13 @@ def real_sign(real_logits: torch.Tensor, gan_loss: str) -> float:
     (targets {0, 1}). In [-1, 1]; near 1 means D is confidently right on every real image,
     the sign of overfitting. Averages over all logits (for a PatchGAN, over all patches).
     """
+    return torch.sign(real_logits.detach().float() - decision_boundary(gan_loss)).mean().item()
+
+
+def decision_boundary(gan_loss: str) -> float:
+    """The logit where D switches from "fake" to "real": 0 for nonsaturating and hinge, 0.5 for LSGAN's {0, 1} targets."""
     if gan_loss == "lsgan":
-        boundary = 0.5
-    elif gan_loss in ("nonsaturating", "hinge"):
-        boundary = 0.0
-    else:
-        raise ValueError(f"unknown gan_loss {gan_loss!r}; expected 'nonsaturating', 'lsgan' or 'hinge'")
-    return torch.sign(real_logits.detach().float() - boundary).mean().item()
+        return 0.5
+    if gan_loss in ("nonsaturating", "hinge"):
+        return 0.0
+    raise ValueError(f"unknown gan_loss {gan_loss!r}; expected 'nonsaturating', 'lsgan' or 'hinge'")
