@@ -16,7 +16,9 @@ the GAN phase's steps) with params.yaml plus overrides. Recorded per run:
 
 A run's overrides may hold the benchmark-only key `d_warmup`: that many D-only steps (`d_step`
 against the frozen PSNR model, on the batches just before the GAN phase) before the game
-starts, as BasicSR's `net_d_init_iters`.
+starts, as BasicSR's `net_d_init_iters`; and `d_steps`: D updates per G update (WGAN's
+n_critic), the extra ones on batches of their own with fakes from the current G; and
+`gan_betas`: Adam's betas of both players in the GAN phase only (phase 1 keeps train.sr.betas).
 
     python -m benchmarks.sr_gan_screen RUN [RUN ...]
     python -m benchmarks.sr_gan_screen --table
@@ -77,6 +79,21 @@ RUNS: dict[str, dict] = {
     "new_d_warmup160_320": {**SCREEN, **NEW_D, "d_warmup": 160},
     "new_d_no_adv_320": {**SCREEN, **NEW_D, "train.sr.lambda_adv": 0.0},
     "defaults": {},
+    # Today's defaults at the screening budget, and why D is at chance in the game: is it G's
+    # adversarial answer (lambda_adv 0: D only watches), the perceptual term closing the
+    # detail-energy gap D lives on (lambda_percep 0), or too few D updates (n_critic 4)?
+    "today_320": {**SCREEN},
+    "today_no_adv_320": {**SCREEN, "train.sr.lambda_adv": 0.0},
+    "today_no_percep_320": {**SCREEN, "train.sr.lambda_percep": 0.0},
+    "today_d_steps4_320": {**SCREEN, "d_steps": 4},
+    # D's val AUC swings below 0.5 in the game: the players cycle. Momentum feeds cycling (GANs use
+    # beta1 0.5, DCGAN, or 0, StyleGAN2); a weaker adversarial pull lets D stay ahead.
+    "today_betas0.5_320": {**SCREEN, "gan_betas": [0.5, 0.99]},
+    "today_betas0_320": {**SCREEN, "gan_betas": [0.0, 0.99]},
+    "today_adv5e-3_320": {**SCREEN, "train.sr.lambda_adv": 5.0e-3},
+    "today_adv2e-3_320": {**SCREEN, "train.sr.lambda_adv": 2.0e-3},
+    "today_adv1e-2_320": {**SCREEN, "train.sr.lambda_adv": 1.0e-2},
+    "today_adv5e-3": {"train.sr.lambda_adv": 5.0e-3},   # the whole GAN phase (640 steps), as "defaults"
 }
 
 
@@ -93,6 +110,8 @@ def d_in_game(d, g, scale, crop, seed) -> dict:
 def run(name: str, overrides: dict) -> dict:
     overrides = dict(overrides)
     d_warmup = overrides.pop("d_warmup", 0)
+    d_steps = overrides.pop("d_steps", 1)
+    gan_betas = overrides.pop("gan_betas", None)
     raw = override(yaml.safe_load(Path("params.yaml").read_text()), overrides)
     params = params_from_dict(raw)
     cfg = params.train.sr
@@ -107,8 +126,9 @@ def run(name: str, overrides: dict) -> dict:
     g.load_state_dict(load_weights(g_path)["state_dict"])
     d = discriminator(cfg)
     nets = SRNets(g=g, g_ema=copy.deepcopy(g).requires_grad_(False), d=d)
-    optimizers = SROptimizers(g=torch.optim.Adam(g.parameters(), lr=cfg.lr_gan, betas=cfg.betas),
-                              d=torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=cfg.betas))
+    betas = tuple(gan_betas) if gan_betas is not None else cfg.betas
+    optimizers = SROptimizers(g=torch.optim.Adam(g.parameters(), lr=cfg.lr_gan, betas=betas),
+                              d=torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=betas))
     settings = SRGanSettings(gan_loss=cfg.gan_loss, policy=cfg.diffaugment, lambda_pixel=cfg.lambda_pixel,
                              lambda_percep=cfg.lambda_percep, lambda_adv=cfg.lambda_adv, r1_gamma=cfg.r1_gamma,
                              label_smoothing=cfg.label_smoothing)
@@ -129,9 +149,19 @@ def run(name: str, overrides: dict) -> dict:
     if d_warmup:
         d_val[0] = d_in_game(d, g, scale, cfg.crop_size, params.seed)
         print(f"  {name} after {d_warmup} D-only steps: D val auc {interval(d_val[0]['auc'], 3)}", flush=True)
+    # Benchmark-only extra D steps per G step (WGAN's n_critic), each on a batch of its own
+    # stream (seed + 1 + k) with fakes from the current G.
+    extra_streams = [BatchStream(SliceCrops(data, paired_crop(scale, cfg.crop_size), params.seed + 1 + k, subset),
+                                 cfg.batch_size, SINGLE, params.seed + 1 + k, 0, "train.sr.batch_size")
+                     for k in range(d_steps - 1)]
     for i in range(cfg.gan_steps):
         batch = SRBatch(*stream.batch(cfg.psnr_steps + i))
         noise = cfg.instance_noise * max(0.0, 1.0 - i / max(1, cfg.gan_steps))
+        for extra in extra_streams:
+            lr_img, naive_img, hr_img = extra.batch(i)
+            with torch.no_grad(), runtime.autocast():
+                sr_img = g(lr_img, naive_img)
+            d_step(d, optimizers.d, hr_img, sr_img.float(), settings, runtime, instance_noise=noise)
         log.append(gan_step(nets, optimizers, critics, batch, settings, runtime, instance_noise=noise,
                             ema_decay=ema_decay_at(i, cfg.ema_decay)))
         if (i + 1) % EVAL_EVERY == 0:
@@ -147,7 +177,8 @@ def run(name: str, overrides: dict) -> dict:
         save_weights(Path(tmp) / "g_gan.pt", nets.g_ema, model_meta)
         val = score(Path(tmp), "val", params.seed, runtime)
     val["gan_minus_psnr_model_db"] = paired_psnr_difference(nets.g_ema, g_path, g, scale, params.seed, runtime)
-    return {"name": name, "overrides": {**overrides, "d_warmup": d_warmup}, "gan_steps": cfg.gan_steps, "psnr_model": str(g_path),
+    return {"name": name, "overrides": {**overrides, "d_warmup": d_warmup, "d_steps": d_steps,
+                                                   **({"gan_betas": list(gan_betas)} if gan_betas else {})}, "gan_steps": cfg.gan_steps, "psnr_model": str(g_path),
             "perceptual_backbone": backbone, "wall_s": round(wall, 1), "machine": machine(),
             "d_adv_per_64_steps": [round(float(np.mean([s["d/adv"] for s in log[k:k + 64]])), 3)
                                    for k in range(0, len(log), 64)],
