@@ -79,21 +79,23 @@ RUNS: dict[str, dict] = {
     "new_d_warmup160_320": {**SCREEN, **NEW_D, "d_warmup": 160},
     "new_d_no_adv_320": {**SCREEN, **NEW_D, "train.sr.lambda_adv": 0.0},
     "defaults": {},
-    # Today's defaults at the screening budget, and why D is at chance in the game: is it G's
-    # adversarial answer (lambda_adv 0: D only watches), the perceptual term closing the
-    # detail-energy gap D lives on (lambda_percep 0), or too few D updates (n_critic 4)?
-    "today_320": {**SCREEN},
+    # "today": the defaults before this screen (lambda_adv 2e-2) at the screening budget, and why D is at
+    # chance in the game: is it G's adversarial answer (lambda_adv 0: D only watches), the perceptual term
+    # closing the detail-energy gap D lives on (lambda_percep 0), or too few D updates (n_critic 4)?
+    "today_320": {**SCREEN, "train.sr.lambda_adv": 2.0e-2},
     "today_no_adv_320": {**SCREEN, "train.sr.lambda_adv": 0.0},
-    "today_no_percep_320": {**SCREEN, "train.sr.lambda_percep": 0.0},
-    "today_d_steps4_320": {**SCREEN, "d_steps": 4},
+    "today_no_percep_320": {**SCREEN, "train.sr.lambda_adv": 2.0e-2, "train.sr.lambda_percep": 0.0},
+    "today_d_steps4_320": {**SCREEN, "train.sr.lambda_adv": 2.0e-2, "d_steps": 4},
     # D's val AUC swings below 0.5 in the game: the players cycle. Momentum feeds cycling (GANs use
     # beta1 0.5, DCGAN, or 0, StyleGAN2); a weaker adversarial pull lets D stay ahead.
-    "today_betas0.5_320": {**SCREEN, "gan_betas": [0.5, 0.99]},
-    "today_betas0_320": {**SCREEN, "gan_betas": [0.0, 0.99]},
+    "today_betas0.5_320": {**SCREEN, "train.sr.lambda_adv": 2.0e-2, "gan_betas": [0.5, 0.99]},
+    "today_betas0_320": {**SCREEN, "train.sr.lambda_adv": 2.0e-2, "gan_betas": [0.0, 0.99]},
     "today_adv5e-3_320": {**SCREEN, "train.sr.lambda_adv": 5.0e-3},
     "today_adv2e-3_320": {**SCREEN, "train.sr.lambda_adv": 2.0e-3},
     "today_adv1e-2_320": {**SCREEN, "train.sr.lambda_adv": 1.0e-2},
-    "today_adv5e-3": {"train.sr.lambda_adv": 5.0e-3},   # the whole GAN phase (640 steps), as "defaults"
+    # The whole GAN phase (640 steps): the default before this screen (2e-2) and the one it chose (5e-3).
+    "adv2e-2": {"train.sr.lambda_adv": 2.0e-2},
+    "adv5e-3": {"train.sr.lambda_adv": 5.0e-3},
 }
 
 
