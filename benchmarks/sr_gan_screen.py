@@ -18,7 +18,8 @@ A run's overrides may hold the benchmark-only key `d_warmup`: that many D-only s
 against the frozen PSNR model, on the batches just before the GAN phase) before the game
 starts, as BasicSR's `net_d_init_iters`; and `d_steps`: D updates per G update (WGAN's
 n_critic), the extra ones on batches of their own with fakes from the current G; and
-`gan_betas`: Adam's betas of both players in the GAN phase only (phase 1 keeps train.sr.betas).
+`gan_betas`: Adam's betas of both players in the GAN phase only (phase 1 keeps train.sr.betas); and
+`bf16`: true runs the game under bf16 autocast, as train_sr does on a CPU with native bf16 (else fp32).
 
     python -m benchmarks.sr_gan_screen RUN [RUN ...]
     python -m benchmarks.sr_gan_screen --table
@@ -96,6 +97,9 @@ RUNS: dict[str, dict] = {
     # The whole GAN phase (640 steps): the default before this screen (2e-2) and the one it chose (5e-3).
     "adv2e-2": {"train.sr.lambda_adv": 2.0e-2},
     "adv5e-3": {"train.sr.lambda_adv": 5.0e-3},
+    # The same two under bf16 autocast, as the default run on a CPU with AVX512-BF16/AMX trains.
+    "adv2e-2_bf16": {"train.sr.lambda_adv": 2.0e-2, "bf16": True},
+    "adv5e-3_bf16": {"train.sr.lambda_adv": 5.0e-3, "bf16": True},
 }
 
 
@@ -114,6 +118,7 @@ def run(name: str, overrides: dict) -> dict:
     d_warmup = overrides.pop("d_warmup", 0)
     d_steps = overrides.pop("d_steps", 1)
     gan_betas = overrides.pop("gan_betas", None)
+    amp = overrides.pop("bf16", False)
     raw = override(yaml.safe_load(Path("params.yaml").read_text()), overrides)
     params = params_from_dict(raw)
     cfg = params.train.sr
@@ -122,7 +127,7 @@ def run(name: str, overrides: dict) -> dict:
     meta = load_meta(SR_DATA / "meta.json")
     scale, degradation = int(meta["scale"]), meta["degradation"]
     g_path = psnr_model(raw)
-    runtime = make_runtime("cpu", False)
+    runtime = make_runtime("cpu", amp)
     torch.manual_seed(params.seed)
     g = SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks, data_consistency=cfg.data_consistency)
     g.load_state_dict(load_weights(g_path)["state_dict"])
@@ -177,10 +182,11 @@ def run(name: str, overrides: dict) -> dict:
                       "data_consistency": cfg.data_consistency}
         save_weights(Path(tmp) / "g_psnr.pt", load_sr_generator_module(g_path, g), model_meta)
         save_weights(Path(tmp) / "g_gan.pt", nets.g_ema, model_meta)
-        val = score(Path(tmp), "val", params.seed, runtime)
-    val["gan_minus_psnr_model_db"] = paired_psnr_difference(nets.g_ema, g_path, g, scale, params.seed, runtime)
+        val = score(Path(tmp), "val", params.seed, runtime.fp32())   # scored in fp32 whatever the game ran in
+    val["gan_minus_psnr_model_db"] = paired_psnr_difference(nets.g_ema, g_path, g, scale, params.seed, runtime.fp32())
     return {"name": name, "overrides": {**overrides, "d_warmup": d_warmup, "d_steps": d_steps,
-                                                   **({"gan_betas": list(gan_betas)} if gan_betas else {})}, "gan_steps": cfg.gan_steps, "psnr_model": str(g_path),
+                                                   **({"gan_betas": list(gan_betas)} if gan_betas else {}),
+                                                   **({"bf16": True} if amp else {})}, "gan_steps": cfg.gan_steps, "psnr_model": str(g_path),
             "perceptual_backbone": backbone, "wall_s": round(wall, 1), "machine": machine(),
             "d_adv_per_64_steps": [round(float(np.mean([s["d/adv"] for s in log[k:k + 64]])), 3)
                                    for k in range(0, len(log), 64)],
