@@ -146,7 +146,9 @@ def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dic
         for name, sr_img in (("naive", val["naive"]), ("psnr_model", predict(g_psnr, val["lr"], runtime.fp32())),
                              ("gan_model", predict(nets.g_ema, val["lr"], runtime.fp32()))):
             run.summary.update(validation_scores(name, sr_img, val["hr"], setup.scale))
-        if cfg.d_val_every:  # D against the G it last played, with intervals over val slices: "clear of chance"
+        # D against the G it last played, with intervals over val slices: "clear of chance". Without a GAN phase
+        # there was no game, and an untrained D's score would be reported under a name it does not deserve.
+        if cfg.d_val_every and cfg.gan_steps > 0:
             final = separation(*discriminator_scores(unwrap(nets.d), unwrap(nets.g), monitor_crops),
                                monitor_crops.owner, boundary, params.seed)
             for name in ("auc", "accuracy"):

@@ -159,6 +159,7 @@ RANGE_CASES = [
     ("train.sr.lambda_pixel", -1.0), ("train.sr.lambda_percep", -1.0), ("train.sr.lambda_adv", -1.0),
     ("train.sr.r1_gamma", -1.0), ("train.sr.instance_noise", -1.0), ("train.sr.label_smoothing", 0.5),
     ("train.sr.ema_decay", 1.0),
+    ("train.sr.d_val_every", -1), ("train.sr.d_val_every", 5),   # 5 < log_every 10: two scorings in one logged row
     ("train.cyclegan.steps", 0), ("train.cyclegan.decay_start", 10_000), ("train.cyclegan.decay_start", -1),
     ("train.cyclegan.lr", 0.0), ("train.cyclegan.pool_size", -1), ("train.cyclegan.intensity_hidden", -1),
     ("train.device", "gpu"), ("train.max_nan_retries", -1),
@@ -169,6 +170,13 @@ RANGE_CASES = [
                                            "downstream_steps", "downstream_seeds", "bootstrap_resamples",
                                            "bootstrap_set_resamples", "n_examples")],
 ]
+
+
+def test_d_val_every_is_off_or_at_least_one_logged_row_apart():
+    for value in (0, 10, 15, 80):   # log_every is 10
+        assert params_from_dict(with_change("train.sr.d_val_every", value)).train.sr.d_val_every == value
+    with pytest.raises(ConfigError, match=r"^train\.sr\.d_val_every: must be 0 \(off\) or >= log_every \(10\).*got 9$"):
+        params_from_dict(with_change("train.sr.d_val_every", 9))
 
 
 @pytest.mark.parametrize("path,value", RANGE_CASES)

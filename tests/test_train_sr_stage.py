@@ -247,3 +247,13 @@ def test_d_is_scored_on_val_in_the_gan_phase_and_the_run_trains_as_without_it(tm
         assert summary[f"val/d_final/{name}"] == pytest.approx(summary["val"][f"d_{name}"], abs=1e-4)  # same D and G
     assert not (runs[0] / GAN_DIR / "live/plots/metrics/val").exists()
     assert "d_auc" not in json.loads((runs[0] / GAN_DIR / "live/metrics.json").read_text()).get("val", {})
+
+
+def test_without_a_gan_phase_no_d_score_is_reported(tmp_path, stage):
+    """gan_steps 0: there was no game, so the summary holds no D score (an untrained D's would be noise)."""
+    root = make_tree(tmp_path, psnr_steps=4, gan_steps=0)
+    stage(root, PSNR)
+    stage(root, GAN)
+    summary = json.loads((root / GAN_DIR / "live/metrics.json").read_text())
+    assert "val/psnr_db/gan_model" in summary
+    assert not any(key.startswith("val/d_final") for key in summary)
