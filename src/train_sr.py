@@ -118,6 +118,7 @@ def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dic
     # so the logged value is the same on each.
     monitor_crops = val_crop_grid({k: runtime.batch(v) for k, v in val.items()}, setup.scale, cfg.crop_size)
     boundary = decision_boundary(cfg.gan_loss)
+    last_scoring: dict[int, tuple] = {}   # {step after it: (real, fake)}: the summary reuses one made at the end
 
     def step_fn(step: int) -> dict[str, float]:
         gan_step_index = step - cfg.psnr_steps
@@ -127,6 +128,8 @@ def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dic
                          ema_decay=ema_decay_at(gan_step_index, cfg.ema_decay))
         if cfg.d_val_every and (gan_step_index + 1) % cfg.d_val_every == 0:
             real, fake = discriminator_scores(unwrap(nets.d), unwrap(nets.g), monitor_crops)
+            last_scoring.clear()
+            last_scoring[step + 1] = real, fake
             stats.update({"val/d_auc": auc(real, fake), "val/d_accuracy": balanced_accuracy(real, fake, boundary)})
         return stats
 
@@ -149,8 +152,9 @@ def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dic
         # D against the G it last played, with intervals over val slices: "clear of chance". Without a GAN phase
         # there was no game, and an untrained D's score would be reported under a name it does not deserve.
         if cfg.d_val_every and cfg.gan_steps > 0:
-            final = separation(*discriminator_scores(unwrap(nets.d), unwrap(nets.g), monitor_crops),
-                               monitor_crops.owner, boundary, params.seed)
+            scores = (last_scoring.get(total_steps)
+                      or discriminator_scores(unwrap(nets.d), unwrap(nets.g), monitor_crops))
+            final = separation(*scores, monitor_crops.owner, boundary, params.seed)
             for name in ("auc", "accuracy"):
                 run.summary[f"val/d_final/{name}"] = final[name]["value"]
                 run.summary[f"val/d_final/{name}_ci95"] = final[name]["ci95"]

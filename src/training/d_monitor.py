@@ -21,8 +21,8 @@ from typing import Mapping
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 from torch import nn
+from torchmetrics.functional.classification import binary_auroc
 
 from src.metrics.bootstrap import percentile_interval, resample_indices
 
@@ -41,7 +41,8 @@ class ValCrops:
     windows: int          # crops per slice; each window's crops are consecutive, one per slice
 
 
-def val_crop_grid(val: Mapping[str, torch.Tensor], scale: int, hr_crop: int, stride_lr: int = VAL_STRIDE_LR) -> ValCrops:
+def val_crop_grid(val: Mapping[str, torch.Tensor], scale: int, hr_crop: int,
+                  stride_lr: int = VAL_STRIDE_LR) -> ValCrops:
     """The crops G and D see in training (an HR crop of `hr_crop` px and its LR window), tiled over whole val slices.
 
     val: {"lr": (n, 1, h, w), "naive": (n, 1, h*s, w*s), "hr": (n, 1, h*s, w*s)}.
@@ -62,9 +63,11 @@ def val_crop_grid(val: Mapping[str, torch.Tensor], scale: int, hr_crop: int, str
 
 
 def auc(real: np.ndarray, fake: np.ndarray) -> float:
-    """P(score(real) > score(fake)) + 0.5 P(tie): the Mann-Whitney form of the ROC AUC."""
-    ranks = rankdata(np.concatenate([real, fake]))   # ties share their mean rank
-    return float((ranks[:len(real)].sum() - len(real) * (len(real) + 1) / 2) / (len(real) * len(fake)))
+    """P(score(real) > score(fake)) + 0.5 P(tie): the ROC AUC, by torchmetrics' binary_auroc (as evaluate_sr's
+    error-detection AUROC, src/evaluation/calibration.py)."""
+    scores = torch.from_numpy(np.concatenate([real, fake]).astype(np.float64))
+    labels = torch.cat([torch.ones(len(real), dtype=torch.int64), torch.zeros(len(fake), dtype=torch.int64)])
+    return float(binary_auroc(scores, labels))
 
 
 def balanced_accuracy(real: np.ndarray, fake: np.ndarray, boundary: float) -> float:
