@@ -14,7 +14,10 @@ average at the start (time only on a quiet machine: under 0.5, nothing else runn
 
 Rows are merged by label into benchmarks/pipeline_times.json; a stamped log line is `HH:MM:SS <text>`, the
 total `TOTAL <seconds> s`. Restore the workspace after an experiment (`git checkout -- params.yaml dvc.lock
-pipeline && dvc checkout`): `dvc exp run` applies its results to it.
+pipeline && git clean -fd pipeline && dvc checkout`): `dvc exp run` applies its results to it. The `git clean`
+removes the live-plot files the experiment added to uncached outputs (e.g. the cycle loss of a
+`train.lambda_cycle` run): left there, DVC sees those outputs as modified and the next timed command re-runs
+their stages.
 """
 
 from __future__ import annotations
