@@ -7,7 +7,8 @@ done two ways in one process:
 - `sequential`: K ordinary steps, one model after the other, channels_last (what `fit_segmenter` does);
 - `vmapped`: one step of the K models stacked with `torch.func.stack_module_state` and run through
   `vmap(functional_call)`; vmap turns every convolution into a grouped convolution over the K models, and one
-  fused AdamW steps the stacked parameters (AdamW is elementwise, so that is K AdamWs).
+  fused AdamW steps the stacked parameters (AdamW is elementwise, so that is K AdamWs). It runs NCHW: the
+  stacked 5-D weights and batches have no channels_last layout.
 
 It also checks whether the two give the same models: from the same start and the same batches, the largest
 weight difference after `--equality-steps` steps (fp32).

@@ -88,11 +88,12 @@ CONFIGS: dict[str, dict] = {
 }
 
 
-def psnr_model(raw: dict) -> Path:
-    """g_psnr.pt of stage train_sr_psnr for these params, trained once and kept under /tmp."""
+def psnr_model(raw: dict, variant: str = "") -> Path:
+    """g_psnr.pt of stage train_sr_psnr for these params, trained once and kept under /tmp. `variant` names a
+    benchmark-only change to the training the params do not show (e.g. sr_gan_screen's clamp_output)."""
     sr = raw["train"]["sr"]
     key = {"seed": raw["seed"], "train_fraction": raw["data"]["train_fraction"], "sr": {k: sr[k] for k in PHASE1_KEYS},
-           "train_data": split_digest(SR_DATA / "train")}
+           "train_data": split_digest(SR_DATA / "train"), **({"variant": variant} if variant else {})}
     folder = PSNR_CACHE / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     if not (folder / "g_psnr.pt").exists():
         from src.train_sr_psnr import train_psnr
