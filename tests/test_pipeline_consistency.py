@@ -62,9 +62,11 @@ def output_paths(stage: dict) -> list[str]:
 @pytest.mark.slow  # one interpreter start per stage (about 7 s each on the 2-core machine)
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_cmd_runs_and_its_help_names_its_outputs(name):
-    launcher = "torchrun --standalone --nproc-per-node=${train.nproc}" if name.startswith("train_") else "python"
-    assert STAGES[name]["cmd"].split(" --input")[0] == f"{launcher} -m src.{name}", \
-        "one module per stage, named after it; the training stages through torchrun (DDP when train.nproc > 1)"
+    module = f"python -m src.launch ${{train.nproc}} src.{name}" if name.startswith("train_") else f"python -m src.{name}"
+    assert STAGES[name]["cmd"].split(" --input")[0] == module, \
+        "one module per stage, named after it; the training stages through src.launch (torchrun when train.nproc > 1)"
+    if name.startswith("train_"):
+        assert "src/launch.py" in STAGES[name]["deps"], "the launcher of a training stage's cmd is one of its deps"
     result = subprocess.run([sys.executable, "-m", f"src.{name}", "--help"], cwd=REPO, capture_output=True,
                             text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, f"python -m src.{name} --help failed:\n{result.stderr[-3000:]}"
