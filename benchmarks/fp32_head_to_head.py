@@ -8,9 +8,10 @@ alternate `--rounds` times so that drift of the host hits both. Rows whose GFLOP
 work (the defaults changed between the commits, e.g. the CycleGAN's loss weights): their ratio is not a
 speed-up of the same step, and the table says so.
 
-    python -m benchmarks.fp32_head_to_head [--baseline fdb1d18] [--rounds 2] [--steps 5]
+    python -m benchmarks.fp32_head_to_head [--baseline fdb1d18] [--rounds 2] [--steps 5] [--out FILE]
 
-Writes benchmarks/fp32_head_to_head.json and prints the table. Time it on a quiet machine (load < 0.5).
+Writes benchmarks/fp32_head_to_head.json (or --out: one file per CPU measured, e.g. the Intel Xeon with AMX in
+benchmarks/fp32_head_to_head_xeon_amx.json) and prints the table. Time it on a quiet machine (load < 0.5).
 """
 
 from __future__ import annotations
@@ -92,15 +93,27 @@ def print_table(result: dict) -> None:
               f" {row.get('ceiling_speedup', '?'):>8}x{note}")
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo: the EPYC and the Xeon of these runs share flags, not speed."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fp32_head_to_head", description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default="fdb1d18")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="result file (default %(default)s)")
     parser.add_argument("--table", action="store_true", help="print the recorded result")
     args = parser.parse_args(argv)
     if args.table:
-        print_table(json.loads(RESULTS.read_text()))
+        print_table(json.loads(args.out.read_text()))
         return 0
     from src.training.runtime import CPU_BF16_FLAGS, cpu_flags
     load = round(os.getloadavg()[0], 2)
@@ -121,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                           "note": "bf16 autocast off on both sides: fp32 kernels"},
               "runs": runs, "rows": table(runs),
               PEAK: median_peak(runs)}
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    result["machine"]["cpu_model"] = cpu_model()
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
     print_table(result)
     return 0
 
