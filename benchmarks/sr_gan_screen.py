@@ -116,6 +116,9 @@ RUNS: dict[str, dict] = {
     # theirs for 1e5+ steps; this one has 640), the same PSNR model, batches and D.
     "adv5e-3_bf16_gan1280": {"train.sr.lambda_adv": 5.0e-3, "bf16": True, "train.sr.gan_steps": 1280},
     "adv5e-3_bf16_gan2560": {"train.sr.lambda_adv": 5.0e-3, "bf16": True, "train.sr.gan_steps": 2560},
+    # Or G's capacity: BasicSR's MSRResNet size (64 channels, 16 blocks; 4.6x the FLOPs), its own PSNR model.
+    "adv5e-3_bf16_g64x16": {"train.sr.lambda_adv": 5.0e-3, "bf16": True, "train.sr.g_channels": 64,
+                            "train.sr.g_blocks": 16},
 }
 
 
