@@ -122,6 +122,11 @@ RUNS: dict[str, dict] = {
     # Or G's capacity: BasicSR's MSRResNet size (64 channels, 16 blocks; 4.6x the FLOPs), its own PSNR model.
     "adv5e-3_bf16_g64x16": {"train.sr.lambda_adv": 5.0e-3, "bf16": True, "train.sr.g_channels": 64,
                             "train.sr.g_blocks": 16},
+    # Or the crops: data consistency projects each 64-px training crop onto its own k-space, not the slice's, so
+    # G learns the background under another operator than the one it is scored with. Whole 128-px slices
+    # (batch 2: the same pixels a step) in both phases, its own PSNR model; D then sees whole slices too.
+    "adv5e-3_bf16_crop128": {"train.sr.lambda_adv": 5.0e-3, "bf16": True, "train.sr.crop_size": 128,
+                             "train.sr.batch_size": 2},
 }
 
 
