@@ -85,3 +85,11 @@ def test_a_subset_smaller_than_one_batch_names_train_fraction_too():
     whole = SliceCrops({"real": arrays["real"][:3]}, image_crop(16, "real"), 0)
     with pytest.raises(ConfigError, match=r"larger than the 3 training slices$"):
         BatchStream(whole, 4, SINGLE, 0, 0, "train.cyclegan.batch_size")
+
+
+def test_channels_last_is_placed_on_nets_and_image_batches():
+    runtime = Runtime(torch.device("cpu"), amp=False, channels_last=True)
+    net = runtime.place(torch.nn.Conv2d(3, 8, 3))
+    assert net.weight.is_contiguous(memory_format=torch.channels_last)
+    assert runtime.batch(torch.rand(2, 3, 8, 8)).is_contiguous(memory_format=torch.channels_last)
+    assert runtime.batch(torch.rand(2, 8)).shape == (2, 8)   # not an image: left as it is
