@@ -78,6 +78,7 @@ CONFIGS: dict[str, dict] = {
     # width and depth
     "d_channels_64": {"d_channels": 64},
     "d_layers_2": {"d_layers": 2},
+    "d_layers_1": {"d_layers": 1},
     # D learning rate (TTUR: D's own lr)
     "lr_d_1e-4": {"lr_d": 1.0e-4},
     "lr_d_1e-3": {"lr_d": 1.0e-3},

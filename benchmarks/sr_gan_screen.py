@@ -127,6 +127,14 @@ RUNS: dict[str, dict] = {
     # (batch 2: the same pixels a step) in both phases, its own PSNR model; D then sees whole slices too.
     "adv5e-3_bf16_crop128": {"train.sr.lambda_adv": 5.0e-3, "bf16": True, "train.sr.crop_size": 128,
                              "train.sr.batch_size": 2},
+    # Or D's view: SWD compares 7x7 patches of each pyramid band, the finest band most; today's D judges 70-px
+    # patches. D with 2 layers (34 px; alone on the frozen PSNR model val AUC 1.00 against 0.996) and 1 (16 px).
+    "adv5e-3_bf16_d_layers2": {"train.sr.lambda_adv": 5.0e-3, "bf16": True, "train.sr.d_layers": 2},
+    "adv5e-3_bf16_d_layers1": {"train.sr.lambda_adv": 5.0e-3, "bf16": True, "train.sr.d_layers": 1},
+    # Both D depths under seeds 43 and 44 (each seed its own PSNR model, batches and D), on the Xeon.
+    **{f"adv5e-3_bf16_d_layers{layers}_seed{seed}": {"seed": seed, "train.sr.lambda_adv": 5.0e-3, "bf16": True,
+                                                     "train.sr.d_layers": layers}
+       for seed in (43, 44) for layers in (3, 1)},
 }
 
 
