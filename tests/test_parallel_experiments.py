@@ -101,7 +101,14 @@ def queue_finished(root: Path, env: dict[str, str]) -> bool:
         assert "No such file or directory" in result.stderr and "exps/run" in result.stderr, \
             f"dvc exp show --json failed:\n{result.stdout}\n{result.stderr}"
         return False
-    return all(row["state"] in ("success", "failed") for row in experiments(json.loads(result.stdout)))
+    show = json.loads(result.stdout)
+    # The same race can also end with exit 0 and an experiment row that carries an "error" instead of its
+    # "data" (seen once in a full `make test`, 2026-12-05): not yet settled either. The test's assertions
+    # after the queue has finished still read every row's data.
+    baseline = next(row for row in show if row["rev"] != "workspace")
+    if any("data" not in exp["revs"][0] for exp in baseline["experiments"] or []):
+        return False
+    return all(row["state"] in ("success", "failed") for row in experiments(show))
 
 
 def processes_inside(root: Path) -> list[str]:
