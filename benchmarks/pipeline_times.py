@@ -84,7 +84,8 @@ def machine() -> dict:
     from benchmarks.speed import matmul_peak_gflops
     from src.training.runtime import CPU_BF16_FLAGS, cpu_flags
     cpu = torch.device("cpu")
-    return {"cpu_model": cpu_model(), "cpu_bf16_flags": sorted(CPU_BF16_FLAGS & cpu_flags()), "cpu_threads": torch.get_num_threads(),
+    return {"cpu_model": cpu_model(), "cpu_bf16_flags": sorted(CPU_BF16_FLAGS & cpu_flags()),
+            "cpu_threads": torch.get_num_threads(),
             "matmul_peak_gflop_s": {"fp32": round(matmul_peak_gflops(torch.float32, cpu), 1),
                                     "bf16": round(matmul_peak_gflops(torch.bfloat16, cpu), 1)}}
 

@@ -56,7 +56,8 @@ OLD_D = {"train.sr.lr_gan": 1.0e-4, "train.sr.d_highpass_sigma": 0.0}
 # the params.yaml of their day (recorded in the JSON with their overrides: phase-1 screens before
 # the GAN-phase defaults changed, GAN screens `screenB_*` on the lr 1e-3 + warm-up phase 1);
 # `default` and the low-data pair run at the params.yaml budget. Ad-hoc runs (--name/--set)
-# are recorded the same way.
+# are recorded the same way. Every row here ran with the 3-layer SR D (train.sr.d_layers 3, the default until
+# 2026-12-05).
 RUNS: dict[str, dict] = {
     # Phase 1 (PSNR model) levers, short budget, GAN phase off.
     "screen_psnr_nodc": {**SHORT_PSNR, **OLD_PHASE1, "train.sr.data_consistency": False},
