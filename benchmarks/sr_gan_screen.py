@@ -141,6 +141,10 @@ RUNS: dict[str, dict] = {
     **{f"adv5e-3_bf16_d_layers{layers}_seed{seed}": {"seed": seed, "train.sr.lambda_adv": 5.0e-3, "bf16": True,
                                                      "train.sr.d_layers": layers}
        for seed in (43, 44) for layers in (3, 1)},
+    # The adversarial weight again, with the one-layer D (seed 42): does a D that stays ahead let a larger
+    # weight buy distribution distance? (The 3-layer D lost the game at 2e-2.)
+    "adv2e-2_bf16_d_layers1": {"train.sr.lambda_adv": 2.0e-2, "bf16": True, "train.sr.d_layers": 1},
+    "adv1e-1_bf16_d_layers1": {"train.sr.lambda_adv": 1.0e-1, "bf16": True, "train.sr.d_layers": 1},
 }
 
 
