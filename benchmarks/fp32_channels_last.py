@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import benchmarks.speed as speed_module
-from benchmarks.fp32_head_to_head import cpu_model
+from benchmarks.fp32_head_to_head import add_timing_arguments, cpu_model
 from src.config import load_params
 from src.training.runtime import CPU_BF16_FLAGS, Runtime, cpu_flags
 
@@ -63,10 +63,7 @@ def print_table(result: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fp32_channels_last", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=RESULTS, help="result file (default %(default)s)")
-    parser.add_argument("--table", action="store_true", help="print the recorded result")
+    add_timing_arguments(parser, RESULTS)
     args = parser.parse_args(argv)
     if args.table:
         print_table(json.loads(args.out.read_text()))

@@ -105,13 +105,19 @@ def cpu_model() -> str:
     return "unknown"
 
 
+def add_timing_arguments(parser: argparse.ArgumentParser, results: Path) -> None:
+    """The flags of the fp32 step benchmarks (this one and fp32_channels_last): alternating rounds, steps per
+    timing, the result file, and --table to print a recorded one."""
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=results, help="result file (default %(default)s)")
+    parser.add_argument("--table", action="store_true", help="print the recorded result")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fp32_head_to_head", description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default="fdb1d18")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=RESULTS, help="result file (default %(default)s)")
-    parser.add_argument("--table", action="store_true", help="print the recorded result")
+    add_timing_arguments(parser, RESULTS)
     args = parser.parse_args(argv)
     if args.table:
         print_table(json.loads(args.out.read_text()))
