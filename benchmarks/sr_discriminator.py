@@ -46,6 +46,7 @@ from src.training.data import BatchStream, SliceCrops, paired_crop
 from src.training import d_monitor
 from src.training.d_monitor import N_RESAMPLES, generate, separation, val_crop_grid
 from src.training.distributed import SINGLE
+from src.training.gan_utils import decision_boundary
 from src.training.provenance import SR_PSNR_KEYS
 from src.training.runtime import make_runtime
 from src.training.sr_steps import SRGanSettings, d_step
@@ -228,8 +229,8 @@ def main() -> None:
         start = time.perf_counter()
         d, log = train_d(cfg, batches, params.seed)
         wall = time.perf_counter() - start
-        boundary = 0.5 if cfg["gan_loss"] == "lsgan" else 0.0
-        val = separation(crop_scores(d, hr_val), crop_scores(d, sr_val), owner, boundary, params.seed)
+        val = separation(crop_scores(d, hr_val), crop_scores(d, sr_val), owner, decision_boundary(cfg["gan_loss"]),
+                         params.seed)
         last = log[-64:]
         row = {"config": {k: cfg[k] for k in (*TODAY, "betas", "r1_gamma", "label_smoothing")} | {
                    k: CONFIGS[name][k] for k in ("d_norm", "highpass_gain") if k in CONFIGS[name]},

@@ -49,6 +49,9 @@ def _int_only(value: Any) -> Any:
 # checks that these equal the tables in src/losses and src/augment.
 Device = Literal["auto", "cpu", "cuda"]
 GanLoss = Literal["nonsaturating", "lsgan", "hinge"]  # adversarial.D_LOSSES, G_LOSSES
+# The SR GAN also offers ESRGAN's relativistic average loss (adversarial.RELATIVISTIC_G_LOSSES): its G loss reads
+# D on the real batch too, which the CycleGAN step does not compute.
+SRGanLoss = Literal["nonsaturating", "lsgan", "hinge", "relativistic"]
 PerceptualNetwork = Literal["vgg19", "hr_denoiser"]  # src/pretrained.py, src/models/hr_features.py
 Encoder = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]  # smp U-Net encoders
 VggLayer = Literal[  # perceptual.VGG19_LAYERS
@@ -58,6 +61,7 @@ VggLayer = Literal[  # perceptual.VGG19_LAYERS
     "conv5_1", "relu5_1", "conv5_2", "relu5_2", "conv5_3", "relu5_3", "conv5_4", "relu5_4",
 ]
 GAN_LOSSES: tuple[str, ...] = typing.get_args(GanLoss)
+SR_GAN_LOSSES: tuple[str, ...] = typing.get_args(SRGanLoss)
 DIFFAUGMENT_OPS = ("color", "translation", "cutout")  # diffaugment.AUGMENT_FNS
 VGG19_LAYER_NAMES: tuple[str, ...] = typing.get_args(VggLayer)
 
@@ -218,7 +222,7 @@ class SRTrainConfig:
     perceptual_network: PerceptualNetwork  # vgg19 (ImageNet when its file exists) | hr_denoiser (trained here)
     hr_denoiser_steps: PosInt              # Adam steps of the hr_denoiser on the HR train crops
     vgg_layers: VggLayers
-    gan_loss: GanLoss
+    gan_loss: SRGanLoss
     spectral_norm: Bool
     r1_gamma: NonNegFloat
     label_smoothing: Annotated[float, Strict(), Field(ge=0, lt=0.5)]

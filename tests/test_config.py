@@ -11,7 +11,7 @@ import typing
 import pytest
 import yaml
 
-from src.config import (DIFFAUGMENT_OPS, GAN_LOSSES, VGG19_LAYER_NAMES, ConfigError, Encoder, Params, as_dict,
+from src.config import (DIFFAUGMENT_OPS, GAN_LOSSES, SR_GAN_LOSSES, VGG19_LAYER_NAMES, ConfigError, Encoder, Params, as_dict,
                         fingerprint, load_params, params_from_dict)
 
 RAW = yaml.safe_load(open("params.yaml"))
@@ -193,6 +193,9 @@ def test_value_checks_name_their_key(path, value):
     ("train.device", "gpu", "must be 'auto', 'cpu' or 'cuda', got 'gpu'"),
     ("evaluate.device", "tpu", "must be 'auto', 'cpu' or 'cuda', got 'tpu'"),
     ("train.cyclegan.gan_loss", "wgan", "must be 'nonsaturating', 'lsgan' or 'hinge', got 'wgan'"),
+    # ESRGAN's relativistic loss is the SR GAN's alone: the CycleGAN step does not score the real batch for G.
+    ("train.cyclegan.gan_loss", "relativistic", "must be 'nonsaturating', 'lsgan' or 'hinge', got 'relativistic'"),
+    ("train.sr.gan_loss", "wgan", "must be 'nonsaturating', 'lsgan', 'hinge' or 'relativistic', got 'wgan'"),
     ("segmenter.encoder", "vgg16", "must be 'resnet18', 'resnet34', 'resnet50', 'resnet101' or 'resnet152', got 'vgg16'"),
     ("segmenter.encoder_depth", 2, "must be 3, 4 or 5, got 2"),
     ("train.sr.vgg_layers", ["relu2_2", "relu9_9"], "must be 'conv1_1', .* or 'relu5_4', got 'relu9_9'"),
@@ -230,12 +233,13 @@ def test_choice_names_match_the_implementations():
     import segmentation_models_pytorch as smp
 
     from src.augment.diffaugment import AUGMENT_FNS
-    from src.losses.adversarial import D_LOSSES, G_LOSSES
+    from src.losses.adversarial import D_LOSSES, G_LOSSES, RELATIVISTIC_G_LOSSES
     from src.losses.perceptual import VGG19_LAYERS
 
     assert DIFFAUGMENT_OPS == tuple(AUGMENT_FNS)
     assert VGG19_LAYER_NAMES == tuple(VGG19_LAYERS)
-    assert set(GAN_LOSSES) == set(D_LOSSES) == set(G_LOSSES)
+    assert set(GAN_LOSSES) == set(G_LOSSES)
+    assert set(SR_GAN_LOSSES) == set(D_LOSSES) == set(G_LOSSES) | set(RELATIVISTIC_G_LOSSES)
     assert set(typing.get_args(Encoder)) <= set(smp.encoders.encoders)
 
 

@@ -73,16 +73,49 @@ def g_loss_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()
 
 
+def d_loss_relativistic(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Relativistic average D (Jolicoeur-Martineau 2019, RaGAN; ESRGAN's D, Wang et al. 2018, eq. 2).
+
+    D_Ra(x_r, x_f) = sigmoid(C(x_r) - E[C(x_f)]): D judges whether a real image is more realistic than
+    the fakes on average, and a fake less realistic than the reals, so G's gradient also depends on the
+    real images (ESRGAN: sharper edges, more detailed textures). The non-saturating loss of those relative
+    logits, summed as the other D losses here (chance is 2 ln 2); BasicSR's ESRGANModel halves each term,
+    which Adam's scale invariance makes the same update. The means run over every element of the batch's
+    logits (for a PatchGAN, every patch of every image), as BasicSR's `torch.mean(fake_d_pred)`.
+    """
+    return d_loss_nonsaturating(real_logits - fake_logits.mean(), fake_logits - real_logits.mean(),
+                                label_smoothing)
+
+
+def g_loss_relativistic(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """ESRGAN's G loss (Wang et al. 2018, eq. 3): the relativistic D loss with the labels swapped.
+
+    -E[log(1 - D_Ra(x_r, x_f))] - E[log D_Ra(x_f, x_r)], averaged over the two terms as BasicSR's
+    ESRGANModel does, so that ESRGAN's weight 5e-3 means the same here. `real_logits` must be detached by
+    the caller (BasicSR's `net_d(gt).detach()`): the real term still reaches G through E[C(x_f)].
+    """
+    real_term = F.binary_cross_entropy_with_logits(real_logits - fake_logits.mean(), torch.zeros_like(real_logits))
+    fake_term = F.binary_cross_entropy_with_logits(fake_logits - real_logits.mean(), torch.ones_like(fake_logits))
+    return 0.5 * (real_term + fake_term)
+
+
 D_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "nonsaturating": d_loss_nonsaturating,
     "lsgan": d_loss_lsgan,
     "hinge": d_loss_hinge,
+    "relativistic": d_loss_relativistic,
 }
 
 G_LOSSES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "nonsaturating": g_loss_nonsaturating,
     "lsgan": g_loss_lsgan,
     "hinge": g_loss_hinge,
+}
+# G losses that also read D's logits on the real batch: g_loss(fake_logits, real_logits).
+RELATIVISTIC_G_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "relativistic": g_loss_relativistic,
 }
 
 

@@ -70,12 +70,18 @@ def auc(real: np.ndarray, fake: np.ndarray) -> float:
     return float(binary_auroc(scores, labels))
 
 
-def balanced_accuracy(real: np.ndarray, fake: np.ndarray, boundary: float) -> float:
-    """Real called real (score > boundary) and fake called fake, averaged over the two classes."""
+def balanced_accuracy(real: np.ndarray, fake: np.ndarray, boundary: float | None) -> float:
+    """Real called real (score > boundary) and fake called fake, averaged over the two classes.
+
+    boundary None is the relativistic average D's own rule (`gan_utils.decision_boundary("relativistic")`): a
+    real crop is called real when it scores above the fakes' mean, a fake called fake when below the reals' mean.
+    """
+    if boundary is None:
+        return float(0.5 * ((real > fake.mean()).mean() + (fake <= real.mean()).mean()))
     return float(0.5 * ((real > boundary).mean() + (fake <= boundary).mean()))
 
 
-def separation(real: np.ndarray, fake: np.ndarray, owner: np.ndarray, boundary: float, seed: int,
+def separation(real: np.ndarray, fake: np.ndarray, owner: np.ndarray, boundary: float | None, seed: int,
                n_resamples: int = N_RESAMPLES) -> dict:
     """Accuracy and AUC with 95 % bootstrap intervals over slices (the crops of a drawn slice go together)."""
     crops_of = [np.flatnonzero(owner == s) for s in range(int(owner.max()) + 1)]

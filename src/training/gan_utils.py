@@ -134,22 +134,34 @@ def ema_update(ema_net: nn.Module, net: nn.Module, decay: float) -> None:
         ema_buffers[name].copy_(b)
 
 
-def real_sign(real_logits: torch.Tensor, gan_loss: str) -> float:
+def real_sign(real_logits: torch.Tensor, gan_loss: str, fake_logits: torch.Tensor | None = None) -> float:
     """ADA overfitting heuristic r_t = E[sign(D(real) - c)].
 
     Karras et al. 2020, "Training Generative Adversarial Networks with Limited Data" (ADA).
 
     c is D's decision boundary: 0 for "nonsaturating" and "hinge" logits, 0.5 for "lsgan"
-    (targets {0, 1}). In [-1, 1]; near 1 means D is confidently right on every real image,
+    (targets {0, 1}), and for "relativistic" the mean logit of the fakes it was compared with
+    (`fake_logits`, required then). In [-1, 1]; near 1 means D is confidently right on every real image,
     the sign of overfitting. Averages over all logits (for a PatchGAN, over all patches).
     """
-    return torch.sign(real_logits.detach().float() - decision_boundary(gan_loss)).mean().item()
+    boundary = decision_boundary(gan_loss)
+    if boundary is None:
+        if fake_logits is None:
+            raise ValueError(f"gan_loss {gan_loss!r} compares reals with the fakes' mean logit: pass fake_logits")
+        boundary = fake_logits.detach().float().mean()
+    return torch.sign(real_logits.detach().float() - boundary).mean().item()
 
 
-def decision_boundary(gan_loss: str) -> float:
-    """The logit where D switches from "fake" to "real": 0 for nonsaturating and hinge, 0.5 for LSGAN's {0, 1} targets."""
+def decision_boundary(gan_loss: str) -> float | None:
+    """The logit where D switches from "fake" to "real": 0 for nonsaturating and hinge, 0.5 for LSGAN's {0, 1} targets.
+
+    None for "relativistic": RaGAN has no fixed boundary; it calls a real image real when its logit is above the
+    fakes' mean and a fake fake when below the reals' mean (`d_monitor.balanced_accuracy` with boundary None).
+    """
     if gan_loss == "lsgan":
         return 0.5
     if gan_loss in ("nonsaturating", "hinge"):
         return 0.0
-    raise ValueError(f"unknown gan_loss {gan_loss!r}; expected 'nonsaturating', 'lsgan' or 'hinge'")
+    if gan_loss == "relativistic":
+        return None
+    raise ValueError(f"unknown gan_loss {gan_loss!r}; expected 'nonsaturating', 'lsgan', 'hinge' or 'relativistic'")

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.config import GanLoss
-from src.losses.adversarial import D_LOSSES, G_LOSSES, r1_penalty
+from src.config import SRGanLoss
+from src.losses.adversarial import D_LOSSES, G_LOSSES, RELATIVISTIC_G_LOSSES, r1_penalty
 from src.training.distributed import unwrap
 from src.training.gan_utils import discriminate, discriminate_pair, ema_update, frozen, real_sign
 from src.training.runtime import Runtime
@@ -23,7 +23,7 @@ from src.training.runtime import Runtime
 class SRGanSettings:
     """The `train.sr` loss weights (0 skips a term's computation) and loss choices of the GAN phase."""
 
-    gan_loss: GanLoss
+    gan_loss: SRGanLoss
     policy: str                 # DiffAugment policy, "" = none
     lambda_pixel: float
     lambda_percep: float
@@ -115,9 +115,21 @@ def d_step(d: nn.Module, optimizer: torch.optim.Optimizer, hr_img: torch.Tensor,
         "d/adv": d_adv.item(),
         "d/real_score": real_logits.mean().item(),
         "d/fake_score": fake_logits.mean().item(),
-        "d/real_sign": real_sign(real_logits.detach(), s.gan_loss),
+        "d/real_sign": real_sign(real_logits.detach(), s.gan_loss, fake_logits.detach()),
     })
     return stats
+
+
+def g_adversarial_loss(d: nn.Module, sr_img: torch.Tensor, hr_img: torch.Tensor, settings: SRGanSettings,
+                       instance_noise: float) -> torch.Tensor:
+    """G's adversarial term. The relativistic loss (ESRGAN) also scores the real batch, detached: that D call
+    trains nothing, it only sets the level G's fakes are judged against."""
+    fake_logits = discriminate(d, sr_img, settings.policy, instance_noise).float()
+    if settings.gan_loss in RELATIVISTIC_G_LOSSES:
+        with torch.no_grad():
+            real_logits = discriminate(d, hr_img, settings.policy, instance_noise).float()
+        return RELATIVISTIC_G_LOSSES[settings.gan_loss](fake_logits, real_logits)
+    return G_LOSSES[settings.gan_loss](fake_logits)
 
 
 def gan_step(nets: SRNets, optimizers: SROptimizers, critics: SRCritics, batch: SRBatch, settings: SRGanSettings,
@@ -128,7 +140,6 @@ def gan_step(nets: SRNets, optimizers: SROptimizers, critics: SRCritics, batch: 
     real and fake in one call. Terms with a zero weight are not computed.
     """
     s = settings
-    g_loss_fn = G_LOSSES[s.gan_loss]
     lr_img, naive_img, hr_img = batch.lr_img, batch.naive_img, batch.hr_img
     with runtime.autocast():
         sr_img = nets.g(lr_img, naive_img)
@@ -145,7 +156,7 @@ def gan_step(nets: SRNets, optimizers: SROptimizers, critics: SRCritics, batch: 
             if s.lambda_percep > 0:
                 terms["percep"] = critics.perceptual(sr_img, hr_img).float()
             if s.lambda_adv > 0:
-                terms["adv"] = g_loss_fn(discriminate(d_frozen, sr_img, s.policy, instance_noise).float())
+                terms["adv"] = g_adversarial_loss(d_frozen, sr_img, hr_img, s, instance_noise)
         weights = {"pixel": s.lambda_pixel, "percep": s.lambda_percep, "adv": s.lambda_adv}
         g_total = sum((weights[name] * value for name, value in terms.items()), torch.zeros((), device=hr_img.device))
         optimizers.g.zero_grad(set_to_none=True)

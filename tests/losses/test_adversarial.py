@@ -4,17 +4,21 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from src.losses.adversarial import (
     D_LOSSES,
     G_LOSSES,
+    RELATIVISTIC_G_LOSSES,
     d_loss_hinge,
     d_loss_lsgan,
     d_loss_nonsaturating,
+    d_loss_relativistic,
     g_loss_hinge,
     g_loss_lsgan,
     g_loss_nonsaturating,
+    g_loss_relativistic,
     r1_penalty,
 )
 
@@ -22,11 +26,13 @@ KINDS = ["nonsaturating", "lsgan", "hinge"]
 
 
 def test_dicts_hold_the_functions():
-    assert D_LOSSES == {"nonsaturating": d_loss_nonsaturating, "lsgan": d_loss_lsgan, "hinge": d_loss_hinge}
+    assert D_LOSSES == {"nonsaturating": d_loss_nonsaturating, "lsgan": d_loss_lsgan, "hinge": d_loss_hinge,
+                        "relativistic": d_loss_relativistic}
     assert G_LOSSES == {"nonsaturating": g_loss_nonsaturating, "lsgan": g_loss_lsgan, "hinge": g_loss_hinge}
+    assert RELATIVISTIC_G_LOSSES == {"relativistic": g_loss_relativistic}
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, "relativistic"])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_d_loss_lower_when_d_is_right(kind, smoothing):
     high, low = torch.full((4, 1, 6, 6), 1.0), torch.full((4, 1, 6, 6), -1.0)
@@ -64,6 +70,50 @@ def test_known_values():
     assert d_loss_hinge(real, fake).item() == pytest.approx((1 + 0) / 2 + (1 + 0) / 2)
     assert d_loss_hinge(real, fake, label_smoothing=0.5).item() == pytest.approx(0.5 / 2 + 0.5)
     assert g_loss_hinge(fake).item() == pytest.approx(0.5)
+
+
+def test_relativistic_known_values():
+    # Reals [0, 2] (mean 1) against fakes [0, -1] (mean -0.5): relative logits [0.5, 2.5] and [-1, -2].
+    real, fake = torch.tensor([0.0, 2.0]), torch.tensor([0.0, -1.0])
+    softplus = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    assert d_loss_relativistic(real, fake).item() == pytest.approx(
+        (softplus(-0.5) + softplus(-2.5)) / 2 + (softplus(-1.0) + softplus(-2.0)) / 2)
+    assert g_loss_relativistic(fake, real).item() == pytest.approx(
+        0.5 * ((softplus(0.5) + softplus(2.5)) / 2 + (softplus(1.0) + softplus(2.0)) / 2))
+    # Equal logits: D and G at chance (2 ln 2 summed for D; ln 2 averaged for G, ESRGAN's scale).
+    zeros = torch.zeros(3, 1, 2, 2)
+    assert d_loss_relativistic(zeros, zeros).item() == pytest.approx(2 * math.log(2))
+    assert g_loss_relativistic(zeros, zeros).item() == pytest.approx(math.log(2))
+
+
+def test_relativistic_losses_see_only_differences_between_real_and_fake():
+    # What makes the loss relativistic: a shift shared by every logit changes nothing, where the absolute
+    # non-saturating loss moves.
+    real = torch.linspace(-1.0, 2.0, 8).reshape(2, 1, 2, 2)
+    fake = torch.linspace(-2.0, 0.5, 8).reshape(2, 1, 2, 2)
+    for shift in (-3.0, 5.0):
+        assert d_loss_relativistic(real + shift, fake + shift).item() == pytest.approx(
+            d_loss_relativistic(real, fake).item())
+        assert g_loss_relativistic(fake + shift, real + shift).item() == pytest.approx(
+            g_loss_relativistic(fake, real).item())
+    assert d_loss_nonsaturating(real + 5.0, fake + 5.0).item() != pytest.approx(d_loss_nonsaturating(real, fake).item())
+
+
+def test_relativistic_g_loss_falls_as_fakes_overtake_the_reals():
+    real = torch.full((3, 1, 4, 4), 0.5)
+    values = [g_loss_relativistic(torch.full((3, 1, 4, 4), v), real).item() for v in (-2.0, -0.5, 0.5, 0.9)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+
+
+def test_relativistic_g_loss_reaches_the_fakes_through_the_real_term():
+    # ESRGAN: with the real logits detached, G still learns from the real term, through the fakes' mean; a G loss
+    # of the fake term alone would have another gradient.
+    real = torch.tensor([0.0, 2.0])
+    fake = torch.tensor([0.0, -1.0], requires_grad=True)
+    (whole,) = torch.autograd.grad(g_loss_relativistic(fake, real), fake)
+    fake_term = 0.5 * F.binary_cross_entropy_with_logits(fake - real.mean(), torch.ones(2))
+    (fake_only,) = torch.autograd.grad(fake_term, fake)
+    assert not torch.allclose(whole, fake_only)
 
 
 def test_label_smoothing_raises_nonsaturating_minimum():

@@ -52,6 +52,9 @@ def test_balanced_accuracy_uses_d_s_own_boundary():
     real, fake = np.array([0.3, 0.7, -0.1]), np.array([0.2, 0.6])
     assert balanced_accuracy(real, fake, decision_boundary("nonsaturating")) == pytest.approx(0.5 * (2 / 3 + 0))
     assert balanced_accuracy(real, fake, decision_boundary("lsgan")) == pytest.approx(0.5 * (1 / 3 + 1 / 2))
+    # Relativistic: reals above the fakes' mean (0.4): 0.7; fakes at or below the reals' mean (0.3): 0.2.
+    assert balanced_accuracy(real, fake, decision_boundary("relativistic")) == pytest.approx(0.5 * (1 / 3 + 1 / 2))
+    assert balanced_accuracy(real + 5, fake + 5, decision_boundary("relativistic")) == pytest.approx(0.5 * (1 / 3 + 1 / 2))
 
 
 def test_intervals_resample_whole_slices_and_hold_the_point_value():

@@ -178,3 +178,7 @@ def test_real_sign():
     assert real_sign(torch.full((2, 1, 3, 3), 0.9), "lsgan") == 1.0
     with pytest.raises(ValueError):
         real_sign(logits, "wgan")
+    # The relativistic D calls a real image real when it scores above the fakes' mean (here 0.5).
+    assert real_sign(logits, "relativistic", torch.tensor([0.0, 1.0])) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="fake_logits"):
+        real_sign(logits, "relativistic")

@@ -35,7 +35,8 @@ def tiny_setup(gan_loss="nonsaturating", r1_gamma=0.0, policy="color,translation
     return nets, optimizers, critics, batch, settings
 
 
-@pytest.mark.parametrize("gan_loss,r1", [("nonsaturating", 0.0), ("lsgan", 0.0), ("hinge", 10.0)])
+@pytest.mark.parametrize("gan_loss,r1", [("nonsaturating", 0.0), ("lsgan", 0.0), ("hinge", 10.0),
+                                         ("relativistic", 0.0)])
 def test_gan_step_updates_g_and_d_and_restores_flags(monkeypatch, gan_loss, r1):
     monkeypatch.setattr(sr_steps, "discriminate", guarded_discriminate(sr_steps.discriminate))
     monkeypatch.setattr(sr_steps, "discriminate_pair", guarded_discriminate(sr_steps.discriminate_pair))
@@ -54,8 +55,9 @@ def test_gan_step_updates_g_and_d_and_restores_flags(monkeypatch, gan_loss, r1):
     assert torch.equal(frozen_param.detach(), frozen_before)
     assert [p.requires_grad for p in nets.d.parameters()] == flags_d
     assert [p.requires_grad for p in nets.g.parameters()] == flags_g
-    # real + fake together in the D step, fake in the G step; none outside the choke point.
-    assert nets.d.calls == 2
+    # real + fake together in the D step, fake in the G step (and, for the relativistic loss, the reals
+    # again, the level G's fakes are judged against); none outside the choke point.
+    assert nets.d.calls == (3 if gan_loss == "relativistic" else 2)
     assert {"d/adv", "g/adv", "g/pixel", "g/percep", "d/real_sign"} <= set(stats)
     assert ("d/r1" in stats) == (r1 > 0)
 
