@@ -87,6 +87,8 @@ CONFIGS: dict[str, dict] = {
     # loss
     "hinge": {"gan_loss": "hinge"},
     "lsgan": {"gan_loss": "lsgan"},
+    "relativistic": {"gan_loss": "relativistic"},   # ESRGAN's RaGAN; accuracy at its own rule (above the other's mean)
+    "d_layers_1_relativistic": {"d_layers": 1, "gan_loss": "relativistic"},
 }
 
 

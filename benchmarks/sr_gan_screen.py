@@ -58,6 +58,7 @@ from src.train_sr import discriminator
 from src.training.checkpoint import load_weights, save_weights
 from src.training.data import BatchStream, SliceCrops, paired_crop
 from src.training.distributed import SINGLE
+from src.training.gan_utils import decision_boundary
 from src.training.inference import predict
 from src.training.runtime import make_runtime
 from src.training.sr_steps import (SRBatch, SRCritics, SRGanSettings, SRNets, SROptimizers, ema_decay_at,
@@ -145,13 +146,43 @@ RUNS: dict[str, dict] = {
     # weight buy distribution distance? (The 3-layer D lost the game at 2e-2.)
     "adv2e-2_bf16_d_layers1": {"train.sr.lambda_adv": 2.0e-2, "bf16": True, "train.sr.d_layers": 1},
     "adv1e-1_bf16_d_layers1": {"train.sr.lambda_adv": 1.0e-1, "bf16": True, "train.sr.d_layers": 1},
+    # The D's loss in the game (the one-layer D, seed 42): hinge (SN-GAN), and ESRGAN's relativistic average D,
+    # whose G loss also reads D on the real batch (ESRGAN: sharper edges, more detailed texture than SRGAN's).
+    "hinge_bf16_d_layers1": {"train.sr.gan_loss": "hinge", "bf16": True, "train.sr.d_layers": 1},
+    "relativistic_bf16_d_layers1": {"train.sr.gan_loss": "relativistic", "bf16": True, "train.sr.d_layers": 1},
+    "relativistic_adv2e-2_bf16_d_layers1": {"train.sr.gan_loss": "relativistic", "train.sr.lambda_adv": 2.0e-2,
+                                            "bf16": True, "train.sr.d_layers": 1},
+    # Or D's view of the frequencies: the naive upsampling's ringing sits at the band edge (8-px wavelength),
+    # which a sigma-1 high-pass passes at 27 %; sigma 2 and 3 pass 71 % and 93 %.
+    "adv5e-3_bf16_d_layers1_highpass2": {"train.sr.d_highpass_sigma": 2.0, "bf16": True, "train.sr.d_layers": 1},
+    "adv5e-3_bf16_d_layers1_highpass3": {"train.sr.d_highpass_sigma": 3.0, "bf16": True, "train.sr.d_layers": 1},
+    # Or DiffAugment's translation and cutout (they fill with -1, false edges for the high-pass): colour only.
+    "adv5e-3_bf16_d_layers1_color": {"train.sr.diffaugment": "color", "bf16": True, "train.sr.d_layers": 1},
+    # Or the data-consistency layer: it keeps the measured band, ringing included, so only an exact high band can
+    # flatten the background (11 % of the PSNR model's SWD). Without it G may write the background directly
+    # (its own PSNR model).
+    "adv5e-3_bf16_d_layers1_no_dc": {"train.sr.data_consistency": False, "bf16": True, "train.sr.d_layers": 1},
+    # When G fools the one-layer D (lambda_adv 1e-1), SWD has barely moved: what a spectrally normalised 32-channel
+    # D can see is not what SWD compares. A wider D (128 channels), without spectral norm (instance norm), and
+    # R1 instead (gamma 1) at the weight where G presses it (2e-2); and the content terms G answers besides D.
+    "adv5e-3_bf16_d_layers1_d128": {"train.sr.d_channels": 128, "bf16": True, "train.sr.d_layers": 1},
+    "adv2e-2_bf16_d_layers1_d128": {"train.sr.d_channels": 128, "train.sr.lambda_adv": 2.0e-2, "bf16": True,
+                                    "train.sr.d_layers": 1},
+    "adv5e-3_bf16_d_layers1_no_sn": {"train.sr.spectral_norm": False, "bf16": True, "train.sr.d_layers": 1},
+    "adv2e-2_bf16_d_layers1_no_sn_r1": {"train.sr.spectral_norm": False, "train.sr.r1_gamma": 1.0,
+                                        "train.sr.lambda_adv": 2.0e-2, "bf16": True, "train.sr.d_layers": 1},
+    "adv5e-3_bf16_d_layers1_no_percep": {"train.sr.lambda_percep": 0.0, "bf16": True, "train.sr.d_layers": 1},
+    "adv5e-3_bf16_d_layers1_no_pixel": {"train.sr.lambda_pixel": 0.0, "bf16": True, "train.sr.d_layers": 1},
+    "adv2e-2_bf16_d_layers1_highpass3": {"train.sr.d_highpass_sigma": 3.0, "train.sr.lambda_adv": 2.0e-2, "bf16": True,
+                                         "train.sr.d_layers": 1},
+    "adv5e-3_bf16_d_layers1_levels": {"bf16": True, "train.sr.d_layers": 1},   # the default again, with SWD per level
 }
 
 
-def d_in_game(d, g, scale, crop, seed) -> dict:
+def d_in_game(d, g, scale, crop, seed, gan_loss) -> dict:
     """D's val separation against the current G, and how far G's detail energy is from HR's (fake/real high-pass RMS)."""
     hr_val, sr_val, owner = val_crops(g, scale, crop)
-    result = separation(crop_scores(d, hr_val), crop_scores(d, sr_val), owner, 0.0, seed)
+    result = separation(crop_scores(d, hr_val), crop_scores(d, sr_val), owner, decision_boundary(gan_loss), seed)
     d.train()   # crop_scores puts D in eval mode (no power iteration): back to training
     hf_rms = lambda x: gaussian_highpass(x, 1.0).flatten(1).square().mean(1).sqrt().numpy()  # noqa: E731
     result["fake_over_real_highpass_rms"] = round(float(hf_rms(sr_val).mean() / hf_rms(hr_val).mean()), 4)
@@ -191,8 +222,6 @@ def _run(name: str, overrides: dict, d_warmup: int, d_steps: int, gan_betas, amp
     raw = override(yaml.safe_load(Path("params.yaml").read_text()), overrides)
     params = params_from_dict(raw)
     cfg = params.train.sr
-    if cfg.gan_loss == "lsgan":
-        raise ValueError("the in-game accuracy uses the decision boundary 0: nonsaturating or hinge only")
     meta = load_meta(SR_DATA / "meta.json")
     scale, degradation = int(meta["scale"]), meta["degradation"]
     g_path = psnr_model(raw, variant)
@@ -223,7 +252,7 @@ def _run(name: str, overrides: dict, d_warmup: int, d_steps: int, gan_betas, amp
             sr_img = g(lr_img, naive_img)
         d_step(d, optimizers.d, hr_img, sr_img, settings, runtime, instance_noise=0.0)
     if d_warmup:
-        d_val[0] = d_in_game(d, g, scale, cfg.crop_size, params.seed)
+        d_val[0] = d_in_game(d, g, scale, cfg.crop_size, params.seed, cfg.gan_loss)
         print(f"  {name} after {d_warmup} D-only steps: D val auc {interval(d_val[0]['auc'], 3)}", flush=True)
     # Benchmark-only extra D steps per G step (WGAN's n_critic), each on a batch of its own
     # stream (seed + 1 + k) with fakes from the current G.
@@ -241,7 +270,7 @@ def _run(name: str, overrides: dict, d_warmup: int, d_steps: int, gan_betas, amp
         log.append(gan_step(nets, optimizers, critics, batch, settings, runtime, instance_noise=noise,
                             ema_decay=ema_decay_at(i, cfg.ema_decay)))
         if (i + 1) % EVAL_EVERY == 0:
-            d_val[i + 1] = d_in_game(d, g, scale, cfg.crop_size, params.seed)
+            d_val[i + 1] = d_in_game(d, g, scale, cfg.crop_size, params.seed, cfg.gan_loss)
             print(f"  {name} step {i + 1}: d/adv {np.mean([s['d/adv'] for s in log[-64:]]):.3f} "
                   f"D val auc {interval(d_val[i + 1]['auc'], 3)} fake/real HF RMS "
                   f"{d_val[i + 1]['fake_over_real_highpass_rms']}", flush=True)

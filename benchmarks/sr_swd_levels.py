@@ -9,6 +9,9 @@ bound what a generator could gain:
   prepare's window, 72 % of a demo slice) set to -1. What the model would score if its background were as
   flat as HR's: the share of its SWD that is background ripple (Gibbs ringing of the k-space LR that the
   data-consistency layer keeps in the measured band, which only an exact high band can cancel).
+- `<model>_hr_inside_head`: the converse, HR wherever HR is not background and the model's output in the
+  background: what a generator that keeps this model's background would score if everything inside the
+  head were exact. Its ratio to the PSNR model is the floor that work inside the head alone can reach.
 - `hr_plus_noise_0.02`: HR with Gaussian noise of std 0.02 ([-1, 1] scale): how sensitive the finest
   level is to a faint texture the eye does not see.
 
@@ -63,6 +66,8 @@ def outputs_on(split: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     for name in ("naive", *MODELS):
         outputs[f"{name}_true_background"] = torch.where(is_background, torch.full_like(hr_img, background),
                                                          outputs[name])
+    for name in MODELS:
+        outputs[f"{name}_hr_inside_head"] = torch.where(is_background, outputs[name], hr_img)
     noise = torch.randn(hr_img.shape, generator=torch.Generator().manual_seed(SEED))
     outputs[f"hr_plus_noise_{NOISE_STD}"] = (hr_img + NOISE_STD * noise).clamp(-1, 1)
     return hr_img, outputs
