@@ -22,7 +22,9 @@ n_critic), the extra ones on batches of their own with fakes from the current G;
 `bf16`: true runs the game under bf16 autocast, as train_sr does on a CPU with native bf16 (else fp32); and
 `clamp_output`: G's output clamped to the data range [-1, 1] in training too (evaluation always clamps), in
 both phases: its own PSNR model is trained so. Below -1 the clamp passes no gradient, so G can reach the exact
-background (HR is -1 there) by overshooting instead of cancelling the naive upsampling's ringing exactly.
+background (HR is -1 there) by overshooting instead of cancelling the naive upsampling's ringing exactly; and
+`d_bands`: a list of Laplacian pyramid bands (0 = finest), one PatchGAN of train.sr's shape on each in place of
+the stage's high-pass D (`LaplacianBandDiscriminator`).
 
     python -m benchmarks.sr_gan_screen RUN [RUN ...]
     python -m benchmarks.sr_gan_screen --table
@@ -43,6 +45,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from kornia.geometry.transform import build_laplacian_pyramid
+from torch import nn
 
 from benchmarks.sr_ablation import interval, override, score
 from benchmarks.sr_discriminator import crop_scores, machine, psnr_model, separation, val_crops
@@ -51,6 +55,7 @@ from src.data.prepared import PREPARED, load_meta, load_split, open_split
 from src.data.subset import train_subset
 from src.metrics.bootstrap import percentile_interval, resample_indices
 from src.metrics.image_quality import psnr
+from src.models.discriminators import PatchDiscriminator
 from src.models.highpass import gaussian_highpass
 from src.models.srresnet import SRResNet
 from src.pretrained import perceptual_loss
@@ -176,6 +181,11 @@ RUNS: dict[str, dict] = {
     "adv2e-2_bf16_d_layers1_highpass3": {"train.sr.d_highpass_sigma": 3.0, "train.sr.lambda_adv": 2.0e-2, "bf16": True,
                                          "train.sr.d_layers": 1},
     "adv5e-3_bf16_d_layers1_levels": {"bf16": True, "train.sr.d_layers": 1},   # the default again, with SWD per level
+    # The 64-px SWD level, the band just above the measured one, never moves under the levers above. One D per
+    # Laplacian band (benchmark-only key d_bands): the finest and the next band, and the next band alone.
+    "adv5e-3_bf16_d_bands01": {"d_bands": [0, 1], "bf16": True, "train.sr.d_layers": 1},
+    "adv2e-2_bf16_d_bands01": {"d_bands": [0, 1], "train.sr.lambda_adv": 2.0e-2, "bf16": True, "train.sr.d_layers": 1},
+    "adv5e-3_bf16_d_band1": {"d_bands": [1], "bf16": True, "train.sr.d_layers": 1},
 }
 
 
@@ -196,11 +206,32 @@ def run(name: str, overrides: dict) -> dict:
     gan_betas = overrides.pop("gan_betas", None)
     amp = overrides.pop("bf16", False)
     clamp_output = overrides.pop("clamp_output", False)
+    d_bands = overrides.pop("d_bands", None)
     with clamped_sr_output(clamp_output):
-        result = _run(name, overrides, d_warmup, d_steps, gan_betas, amp, "clamp_output" if clamp_output else "")
+        result = _run(name, overrides, d_warmup, d_steps, gan_betas, amp, "clamp_output" if clamp_output else "",
+                      d_bands)
     if clamp_output:
         result["overrides"]["clamp_output"] = True
+    if d_bands is not None:
+        result["overrides"]["d_bands"] = d_bands
     return result
+
+
+class LaplacianBandDiscriminator(nn.Module):
+    """Benchmark-only D (key `d_bands`): one PatchGAN of train.sr's shape per band of the image's Laplacian pyramid
+    (kornia's, the binomial pyramid SWD's levels come from), each judging `gain` times its band, the logits of all
+    of them one decision map. Band 0 is the finest (the 128-px level of a whole slice), band 1 the next (the 64-px
+    level, just above the measured k-space), at half resolution, where a one-layer D covers 32 HR px."""
+
+    def __init__(self, cfg, bands: list[int], gain: float = 4.0) -> None:
+        super().__init__()
+        self.bands, self.gain = list(bands), gain
+        self.ds = nn.ModuleList(PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm)
+                                for _ in self.bands)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pyramid = build_laplacian_pyramid(images, max(self.bands) + 2)
+        return torch.cat([d(self.gain * pyramid[band]).flatten(1) for d, band in zip(self.ds, self.bands)], dim=1)
 
 
 @contextmanager
@@ -218,7 +249,8 @@ def clamped_sr_output(enabled: bool):
         SRResNet.forward = forward
 
 
-def _run(name: str, overrides: dict, d_warmup: int, d_steps: int, gan_betas, amp: bool, variant: str) -> dict:
+def _run(name: str, overrides: dict, d_warmup: int, d_steps: int, gan_betas, amp: bool, variant: str,
+         d_bands: list[int] | None = None) -> dict:
     raw = override(yaml.safe_load(Path("params.yaml").read_text()), overrides)
     params = params_from_dict(raw)
     cfg = params.train.sr
@@ -229,7 +261,7 @@ def _run(name: str, overrides: dict, d_warmup: int, d_steps: int, gan_betas, amp
     torch.manual_seed(params.seed)
     g = SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks, data_consistency=cfg.data_consistency)
     g.load_state_dict(load_weights(g_path)["state_dict"])
-    d = discriminator(cfg)
+    d = discriminator(cfg) if d_bands is None else LaplacianBandDiscriminator(cfg, d_bands)
     nets = SRNets(g=g, g_ema=copy.deepcopy(g).requires_grad_(False), d=d)
     betas = tuple(gan_betas) if gan_betas is not None else cfg.betas
     optimizers = SROptimizers(g=torch.optim.Adam(g.parameters(), lr=cfg.lr_gan, betas=betas),

@@ -15,6 +15,11 @@ bound what a generator could gain:
 - `hr_plus_noise_0.02`: HR with Gaussian noise of std 0.02 ([-1, 1] scale): how sensitive the finest
   level is to a faint texture the eye does not see.
 
+Inside the head it also reports, per band of the Laplacian pyramid (kornia's binomial one, the filter SWD's
+levels use), each model's band energy against HR's (RMS ratio) and its correlation with HR's band: whether what
+is left between a model and HR in a band is missing energy, which a discriminator can see, or misplaced detail at
+HR's energy, a regression error that a patch-wise discriminator cannot tell from HR.
+
 Every mean carries a 95 % bootstrap interval over val slices (evaluate's shifted percentile interval for
 set distances), and the ratios to the PSNR model are paired (same resampled slices).
 
@@ -34,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from kornia.geometry.transform import build_laplacian_pyramid
 
 from src.data.prepared import PREPARED, load_meta, load_split
 from src.evaluation.intervals import Resamples
@@ -73,6 +80,22 @@ def outputs_on(split: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     return hr_img, outputs
 
 
+def band_statistics(hr_img: torch.Tensor, images: torch.Tensor, levels: int = 3) -> dict:
+    """Per pyramid band, over the band's pixels wholly inside the head (HR above background in every HR pixel the
+    band pixel covers): RMS(images' band) / RMS(HR's band), and the correlation of the two bands."""
+    inside = (hr_img > -1).float()
+    hr_bands, bands = build_laplacian_pyramid(hr_img, levels + 1), build_laplacian_pyramid(images, levels + 1)
+    result = {}
+    for level in range(levels):
+        mask = F.interpolate(inside, size=bands[level].shape[-2:], mode="area") >= 1.0
+        real, fake = hr_bands[level][mask], bands[level][mask]
+        rms_real, rms_fake = real.square().mean().sqrt(), fake.square().mean().sqrt()
+        result[f"level_{hr_img.shape[-1] >> level}px"] = {
+            "rms_over_hr": round(float(rms_fake / rms_real), 4),
+            "correlation_with_hr": round(float((real * fake).mean() / (rms_real * rms_fake)), 4)}
+    return result
+
+
 def measure(split: str = "val") -> dict:
     hr_img, outputs = outputs_on(split)
     n = len(hr_img)
@@ -97,6 +120,7 @@ def measure(split: str = "val") -> dict:
     low, high = shifted_percentile_interval(float(both_flat[0]), both_flat[1:])
     result["gan_over_psnr_model_both_true_background"] = {"value": round(float(both_flat[0]), 4),
                                                           "ci95": [round(low, 4), round(high, 4)]}
+    result["inside_head_bands"] = {name: band_statistics(hr_img, outputs[name]) for name in ("naive", *MODELS)}
     result["machine"] = {"load_avg_1min": round(os.getloadavg()[0], 2)}
     return result
 
@@ -118,6 +142,10 @@ def table(result: dict) -> str:
     both = result["gan_over_psnr_model_both_true_background"]
     lines.append(f"GAN / PSNR model, both with HR's background: {both['value']:.3f} "
                  f"[{both['ci95'][0]:.3f},{both['ci95'][1]:.3f}]")
+    lines.append("inside the head, per band: RMS / HR's, correlation with HR's")
+    for name, bands in result.get("inside_head_bands", {}).items():
+        lines.append(f"{name:32s} " + "  ".join(f"{level.removeprefix('level_')}: {b['rms_over_hr']:.3f}, "
+                                                  f"{b['correlation_with_hr']:.3f}" for level, b in bands.items()))
     return "\n".join(lines)
 
 
