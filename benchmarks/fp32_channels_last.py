@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import benchmarks.speed as speed_module
-from benchmarks.fp32_head_to_head import add_timing_arguments, cpu_model
+from benchmarks.fp32_head_to_head import cpu_model, parse_timing_arguments
 from src.config import load_params
 from src.training.runtime import CPU_BF16_FLAGS, Runtime, cpu_flags
 
@@ -63,10 +63,8 @@ def print_table(result: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fp32_channels_last", description=__doc__.split("\n\n")[0])
-    add_timing_arguments(parser, RESULTS)
-    args = parser.parse_args(argv)
-    if args.table:
-        print_table(json.loads(args.out.read_text()))
+    args = parse_timing_arguments(parser, argv, RESULTS, print_table)
+    if args is None:
         return 0
     load = round(os.getloadavg()[0], 2)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in LAYOUTS}

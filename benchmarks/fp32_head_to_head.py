@@ -105,22 +105,29 @@ def cpu_model() -> str:
     return "unknown"
 
 
-def add_timing_arguments(parser: argparse.ArgumentParser, results: Path) -> None:
-    """The flags of the fp32 step benchmarks (this one and fp32_channels_last): alternating rounds, steps per
-    timing, the result file, and --table to print a recorded one."""
+def parse_timing_arguments(parser: argparse.ArgumentParser, argv: list[str] | None, results: Path,
+                           print_table) -> argparse.Namespace | None:
+    """The flags of the fp32 step benchmarks (this one and fp32_channels_last), added to `parser` and parsed:
+    alternating rounds, steps per timing, the result file, and --table, which prints the recorded result with
+    `print_table` and returns None: nothing to time."""
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", type=Path, default=results, help="result file (default %(default)s)")
     parser.add_argument("--table", action="store_true", help="print the recorded result")
+    args = parser.parse_args(argv)
+    if args.table:
+        if not args.out.is_file():
+            parser.error(f"--table: no recorded result at {args.out}; time one first, or name it with --out")
+        print_table(json.loads(args.out.read_text()))
+        return None
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fp32_head_to_head", description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default="fdb1d18")
-    add_timing_arguments(parser, RESULTS)
-    args = parser.parse_args(argv)
-    if args.table:
-        print_table(json.loads(args.out.read_text()))
+    args = parse_timing_arguments(parser, argv, RESULTS, print_table)
+    if args is None:
         return 0
     from src.training.runtime import CPU_BF16_FLAGS, cpu_flags
     load = round(os.getloadavg()[0], 2)

@@ -29,3 +29,22 @@ def test_speed_up_is_the_ratio_of_each_sides_median():
     assert rows["a"]["speedup_median"] == 2.0   # 0.20 / 0.10
     assert rows["b"]["speedup_median"] == 0.5
     assert rows["a"]["nchw_s"] == [0.30, 0.10, 0.20]
+
+
+def test_table_of_a_missing_result_names_the_file_and_exits_2(tmp_path, capsys):
+    from benchmarks.fp32_channels_last import main
+    missing = tmp_path / "none.json"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--table", "--out", str(missing)])
+    assert exit_info.value.code == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_table_prints_a_recorded_result_without_timing(tmp_path, capsys, monkeypatch):
+    from benchmarks import fp32_channels_last
+    monkeypatch.setattr(fp32_channels_last, "step_times", lambda *args: pytest.fail("--table must not time"))
+    recorded = tmp_path / "recorded.json"
+    recorded.write_text('{"machine": "m", "rows": [{"step": "s", "nchw_s": [1.0], "channels_last_s": [0.5], '
+                        '"speedup_median": 2.0}]}')
+    assert fp32_channels_last.main(["--table", "--out", str(recorded)]) == 0
+    assert "2.0x" in capsys.readouterr().out
