@@ -92,12 +92,11 @@ CONFIGS: dict[str, dict] = {
 }
 
 
-def psnr_model(raw: dict, variant: str = "") -> Path:
-    """g_psnr.pt of stage train_sr_psnr for these params, trained once and kept under /tmp. `variant` names a
-    benchmark-only change to the training the params do not show (e.g. sr_gan_screen's clamp_output)."""
+def psnr_model(raw: dict) -> Path:
+    """g_psnr.pt of stage train_sr_psnr for these params, trained once and kept under /tmp."""
     sr = raw["train"]["sr"]
     key = {"seed": raw["seed"], "train_fraction": raw["data"]["train_fraction"], "sr": {k: sr[k] for k in PHASE1_KEYS},
-           "train_data": split_digest(SR_DATA / "train"), **({"variant": variant} if variant else {})}
+           "train_data": split_digest(SR_DATA / "train")}
     folder = PSNR_CACHE / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     if not (folder / "g_psnr.pt").exists():
         from src.train_sr_psnr import train_psnr

@@ -20,11 +20,10 @@ starts, as BasicSR's `net_d_init_iters`; and `d_steps`: D updates per G update (
 n_critic), the extra ones on batches of their own with fakes from the current G; and
 `gan_betas`: Adam's betas of both players in the GAN phase only (phase 1 keeps train.sr.betas); and
 `bf16`: true runs the game under bf16 autocast, as train_sr does on a CPU with native bf16 (else fp32); and
-`clamp_output`: G's output clamped to the data range [-1, 1] in training too (evaluation always clamps), in
-both phases: its own PSNR model is trained so. Below -1 the clamp passes no gradient, so G can reach the exact
-background (HR is -1 there) by overshooting instead of cancelling the naive upsampling's ringing exactly; and
 `d_bands`: a list of Laplacian pyramid bands (0 = finest), one PatchGAN of train.sr's shape on each in place of
 the stage's high-pass D (`LaplacianBandDiscriminator`).
+Two more keys, `clamp_output` and `d_compress`, were benchmark-only when their runs were recorded; they are now
+`train.sr.clamp_output` (its own PSNR model is trained so) and `train.sr.d_highpass_compress`, and mean those.
 
     python -m benchmarks.sr_gan_screen RUN [RUN ...]
     python -m benchmarks.sr_gan_screen --table
@@ -37,7 +36,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-from contextlib import contextmanager
 import tempfile
 import time
 from pathlib import Path
@@ -70,6 +68,7 @@ from src.training.sr_steps import (SRBatch, SRCritics, SRGanSettings, SRNets, SR
                                    d_step, gan_step)
 
 RESULTS = Path("benchmarks/sr_gan_screen.json")
+ALIASES = {"clamp_output": "train.sr.clamp_output", "d_compress": "train.sr.d_highpass_compress"}
 SR_DATA = PREPARED / "sr"
 EVAL_EVERY = 80
 SCREEN = {"train.sr.gan_steps": 320}   # screening budget: half the GAN phase
@@ -136,7 +135,7 @@ _THREE_LAYER_D_RUNS: dict[str, dict] = {
 }
 # Every run above ran with the 3-layer D, the default until 2026-12-05: pinned, so that re-running one reproduces
 # its row under today's params.yaml.
-RUNS: dict[str, dict] = {
+_DC_RUNS: dict[str, dict] = {
     **{name: {"train.sr.d_layers": 3, **overrides} for name, overrides in _THREE_LAYER_D_RUNS.items()},
     # Or D's view: SWD compares 7x7 patches of each pyramid band, the finest band most; the 3-layer D judges 70-px
     # patches. D with 2 layers (34 px; alone on the frozen PSNR model val AUC 1.00 against 0.996) and 1 (16 px,
@@ -187,6 +186,59 @@ RUNS: dict[str, dict] = {
     "adv2e-2_bf16_d_bands01": {"d_bands": [0, 1], "train.sr.lambda_adv": 2.0e-2, "bf16": True, "train.sr.d_layers": 1},
     "adv5e-3_bf16_d_band1": {"d_bands": [1], "bf16": True, "train.sr.d_layers": 1},
 }
+# Every run above ran with the generator and D of the defaults until 2026-12-05's third session: the whole measured
+# band kept exactly, no clamp in training, the linear high-pass front end, and lambda_adv 5e-3 where a run names none.
+# Pinned, so that re-running one reproduces its row under today's params.yaml (the runs below pin them too).
+DC_FAMILY = {"train.sr.lambda_adv": 5.0e-3, "train.sr.data_consistency": True, "train.sr.data_consistency_band": 1.0,
+             "train.sr.clamp_output": False, "train.sr.d_highpass_compress": 0.0}
+RUNS: dict[str, dict] = {
+    **{name: {**DC_FAMILY, **overrides} for name, overrides in _DC_RUNS.items()},
+    # The D sees faint detail: its high-pass through asinh(x / eps) (train.sr.d_highpass_compress), with G's output
+    # clamped to the data range (train.sr.clamp_output) and the data-consistency projection on all, half or none of
+    # the measured band (train.sr.data_consistency, train.sr.data_consistency_band).
+    **{name: {"bf16": True, "train.sr.d_layers": 1, **DC_FAMILY, **changes} for name, changes in {
+        "compress1e-2": {"d_compress": 0.01},
+        "compress2e-3": {"d_compress": 0.002},
+        "no_dc_compress1e-2": {"d_compress": 0.01, "train.sr.data_consistency": False},
+        "no_dc_compress1e-2_adv2e-2": {"d_compress": 0.01, "train.sr.data_consistency": False,
+                                       "train.sr.lambda_adv": 0.02},
+        "no_dc_clamped": {"train.sr.data_consistency": False, "clamp_output": True},
+        "no_dc_clamped_compress1e-2": {"d_compress": 0.01, "train.sr.data_consistency": False, "clamp_output": True},
+        "no_dc_clamped_compress3e-3": {"d_compress": 0.003, "train.sr.data_consistency": False, "clamp_output": True},
+        "no_dc_clamped_compress1e-2_adv1e-2": {"d_compress": 0.01, "train.sr.data_consistency": False,
+                                               "clamp_output": True, "train.sr.lambda_adv": 0.01},
+        "no_dc_clamped_compress1e-2_adv2e-2": {"d_compress": 0.01, "train.sr.data_consistency": False,
+                                               "clamp_output": True, "train.sr.lambda_adv": 0.02},
+        "no_dc_clamped_compress1e-2_adv1e-2_psnr3600": {"d_compress": 0.01, "train.sr.data_consistency": False,
+                                                        "clamp_output": True, "train.sr.lambda_adv": 0.01,
+                                                        "train.sr.psnr_steps": 3600},
+        "no_dc_clamped_compress1e-2_adv2e-2_psnr3600": {"d_compress": 0.01, "train.sr.data_consistency": False,
+                                                        "clamp_output": True, "train.sr.lambda_adv": 0.02,
+                                                        "train.sr.psnr_steps": 3600},
+        "no_dc_clamped_compress1e-2_adv1e-2_gan1280": {"d_compress": 0.01, "train.sr.data_consistency": False,
+                                                       "clamp_output": True, "train.sr.lambda_adv": 0.01,
+                                                       "train.sr.gan_steps": 1280},
+        **{f"no_dc_clamped_compress1e-2_adv2e-2_{name}": {"d_compress": 0.01, "train.sr.data_consistency": False,
+                                                          "clamp_output": True, "train.sr.lambda_adv": 0.02, **more}
+           for name, more in {"gan1280": {"train.sr.gan_steps": 1280}, "no_percep": {"train.sr.lambda_percep": 0.0},
+                              "no_pixel": {"train.sr.lambda_pixel": 0.0}, "d_layers2": {"train.sr.d_layers": 2},
+                              "percep3": {"train.sr.lambda_percep": 3.0}, "lr_gan8e-4": {"train.sr.lr_gan": 8.0e-4},
+                              "compress3e-2": {"d_compress": 0.03}, "vgg34": {"train.sr.vgg_layers": ["relu3_4"]},
+                              "d64": {"train.sr.d_channels": 64}}.items()},
+        **{f"no_dc_clamped_compress1e-2_adv2e-2_seed{seed}": {"seed": seed, "d_compress": 0.01,
+                                                              "train.sr.data_consistency": False, "clamp_output": True,
+                                                              "train.sr.lambda_adv": 0.02} for seed in (43, 44)},
+        "no_dc_clamped_compress1e-2_adv5e-2": {"d_compress": 0.01, "train.sr.data_consistency": False,
+                                               "clamp_output": True, "train.sr.lambda_adv": 0.05},
+        "dc_clamped_compress1e-2": {"d_compress": 0.01, "clamp_output": True},
+        "dc_compress1e-2": {"d_compress": 0.01},
+        "band05_clamped": {"train.sr.data_consistency_band": 0.5, "clamp_output": True},
+        "band05_clamped_compress1e-2": {"train.sr.data_consistency_band": 0.5, "clamp_output": True,
+                                        "d_compress": 0.01},
+        "band05_clamped_compress1e-2_adv2e-2": {"train.sr.data_consistency_band": 0.5, "clamp_output": True,
+                                                "d_compress": 0.01, "train.sr.lambda_adv": 0.02},
+    }.items()},
+}
 
 
 def d_in_game(d, g, scale, crop, seed, gan_loss) -> dict:
@@ -205,13 +257,12 @@ def run(name: str, overrides: dict) -> dict:
     d_steps = overrides.pop("d_steps", 1)
     gan_betas = overrides.pop("gan_betas", None)
     amp = overrides.pop("bf16", False)
-    clamp_output = overrides.pop("clamp_output", False)
     d_bands = overrides.pop("d_bands", None)
-    with clamped_sr_output(clamp_output):
-        result = _run(name, overrides, d_warmup, d_steps, gan_betas, amp, "clamp_output" if clamp_output else "",
-                      d_bands)
-    if clamp_output:
-        result["overrides"]["clamp_output"] = True
+    # Two keys were benchmark-only before they became params: recorded runs keep their names.
+    for alias, key in ALIASES.items():
+        if alias in overrides:
+            overrides[key] = overrides.pop(alias)
+    result = _run(name, overrides, d_warmup, d_steps, gan_betas, amp, d_bands)
     if d_bands is not None:
         result["overrides"]["d_bands"] = d_bands
     return result
@@ -234,32 +285,18 @@ class LaplacianBandDiscriminator(nn.Module):
         return torch.cat([d(self.gain * pyramid[band]).flatten(1) for d, band in zip(self.ds, self.bands)], dim=1)
 
 
-@contextmanager
-def clamped_sr_output(enabled: bool):
-    """Every SRResNet's forward returns its output clamped to [-1, 1] while inside (benchmark-only key
-    `clamp_output`): training, the D scorings and the scoring all see the clamped output."""
-    if not enabled:
-        yield
-        return
-    forward = SRResNet.forward
-    SRResNet.forward = lambda self, *args, **kwargs: forward(self, *args, **kwargs).clamp(-1, 1)
-    try:
-        yield
-    finally:
-        SRResNet.forward = forward
-
-
-def _run(name: str, overrides: dict, d_warmup: int, d_steps: int, gan_betas, amp: bool, variant: str,
+def _run(name: str, overrides: dict, d_warmup: int, d_steps: int, gan_betas, amp: bool,
          d_bands: list[int] | None = None) -> dict:
     raw = override(yaml.safe_load(Path("params.yaml").read_text()), overrides)
     params = params_from_dict(raw)
     cfg = params.train.sr
     meta = load_meta(SR_DATA / "meta.json")
     scale, degradation = int(meta["scale"]), meta["degradation"]
-    g_path = psnr_model(raw, variant)
+    g_path = psnr_model(raw)
     runtime = make_runtime("cpu", amp)
     torch.manual_seed(params.seed)
-    g = SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks, data_consistency=cfg.data_consistency)
+    g = SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks, data_consistency=cfg.data_consistency,
+                 clamp_output=cfg.clamp_output, data_consistency_band=cfg.data_consistency_band)
     g.load_state_dict(load_weights(g_path)["state_dict"])
     d = discriminator(cfg) if d_bands is None else LaplacianBandDiscriminator(cfg, d_bands)
     nets = SRNets(g=g, g_ema=copy.deepcopy(g).requires_grad_(False), d=d)
@@ -309,7 +346,8 @@ def _run(name: str, overrides: dict, d_warmup: int, d_steps: int, gan_betas, amp
     wall = time.perf_counter() - start
     with tempfile.TemporaryDirectory(prefix=f"sr_gan_screen_{name}_") as tmp:
         model_meta = {"scale": scale, "degradation": degradation, "channels": cfg.g_channels, "blocks": cfg.g_blocks,
-                      "data_consistency": cfg.data_consistency}
+                      "data_consistency": cfg.data_consistency, "clamp_output": cfg.clamp_output,
+                      "data_consistency_band": cfg.data_consistency_band}
         save_weights(Path(tmp) / "g_psnr.pt", load_sr_generator_module(g_path, g), model_meta)
         save_weights(Path(tmp) / "g_gan.pt", nets.g_ema, model_meta)
         val = score(Path(tmp), "val", params.seed, runtime.fp32())   # scored in fp32 whatever the game ran in

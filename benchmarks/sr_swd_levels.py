@@ -12,6 +12,10 @@ bound what a generator could gain:
 - `<model>_hr_inside_head`: the converse, HR wherever HR is not background and the model's output in the
   background: what a generator that keeps this model's background would score if everything inside the
   head were exact. Its ratio to the PSNR model is the floor that work inside the head alone can reach.
+- `<model>_flat_far_air`: only the air at least FAR_AIR_PX px from the head (every HR pixel within that distance
+  is background) set to -1: how much of the SWD is a faint signal in the air, away from any edge whose
+  ringing could excuse it. Beside it, `far_air` reports per model the share of those pixels above -1 + 1e-3 and
+  their mean height above -1.
 - `hr_plus_noise_0.02`: HR with Gaussian noise of std 0.02 ([-1, 1] scale): how sensitive the finest
   level is to a faint texture the eye does not see.
 
@@ -53,6 +57,7 @@ from src.training.sr_models import load_sr_generator
 RESULTS = Path("benchmarks/sr_swd_levels.json")
 MODELS = {"psnr_model": Path("pipeline/train_sr_psnr/g_psnr.pt"), "gan_model": Path("pipeline/train_sr/g_gan.pt")}
 NOISE_STD = 0.02
+FAR_AIR_PX = 4
 SEED = 0
 
 
@@ -75,9 +80,25 @@ def outputs_on(split: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
                                                          outputs[name])
     for name in MODELS:
         outputs[f"{name}_hr_inside_head"] = torch.where(is_background, outputs[name], hr_img)
+    far = far_air(hr_img, background)
+    for name in MODELS:
+        outputs[f"{name}_flat_far_air"] = torch.where(far, torch.full_like(hr_img, background), outputs[name])
     noise = torch.randn(hr_img.shape, generator=torch.Generator().manual_seed(SEED))
     outputs[f"hr_plus_noise_{NOISE_STD}"] = (hr_img + NOISE_STD * noise).clamp(-1, 1)
     return hr_img, outputs
+
+
+def far_air(hr_img: torch.Tensor, background: float = -1.0) -> torch.Tensor:
+    """Pixels whose every HR neighbour within FAR_AIR_PX px (a square) is background."""
+    window = 2 * FAR_AIR_PX + 1
+    return -F.max_pool2d(-(hr_img <= background).float(), window, stride=1, padding=FAR_AIR_PX) >= 1
+
+
+def far_air_residue(hr_img: torch.Tensor, images: torch.Tensor) -> dict:
+    """In the far air: the share of pixels above -1 + 1e-3, and their mean height above -1."""
+    values = images[far_air(hr_img)] + 1
+    return {"share_above_1e-3": round(float((values > 1e-3).float().mean()), 4),
+            "mean_height": round(float(values.mean()), 5)}
 
 
 def band_statistics(hr_img: torch.Tensor, images: torch.Tensor, levels: int = 3) -> dict:
@@ -121,6 +142,8 @@ def measure(split: str = "val") -> dict:
     result["gan_over_psnr_model_both_true_background"] = {"value": round(float(both_flat[0]), 4),
                                                           "ci95": [round(low, 4), round(high, 4)]}
     result["inside_head_bands"] = {name: band_statistics(hr_img, outputs[name]) for name in ("naive", *MODELS)}
+    result["far_air"] = {"fraction_of_pixels": round(float(far_air(hr_img).float().mean()), 4),
+                         **{name: far_air_residue(hr_img, outputs[name]) for name in ("naive", *MODELS)}}
     result["machine"] = {"load_avg_1min": round(os.getloadavg()[0], 2)}
     return result
 
@@ -142,6 +165,12 @@ def table(result: dict) -> str:
     both = result["gan_over_psnr_model_both_true_background"]
     lines.append(f"GAN / PSNR model, both with HR's background: {both['value']:.3f} "
                  f"[{both['ci95'][0]:.3f},{both['ci95'][1]:.3f}]")
+    if "far_air" in result:
+        air = result["far_air"]
+        lines.append(f"air >= {FAR_AIR_PX} px from the head ({air['fraction_of_pixels']:.0%} of pixels): share above "
+                     f"-1 + 1e-3, mean height above -1: " + "; ".join(
+                         f"{name} {a['share_above_1e-3']:.2f}, {a['mean_height']:.4f}"
+                         for name, a in air.items() if name != "fraction_of_pixels"))
     lines.append("inside the head, per band: RMS / HR's, correlation with HR's")
     for name, bands in result.get("inside_head_bands", {}).items():
         lines.append(f"{name:32s} " + "  ".join(f"{level.removeprefix('level_')}: {b['rms_over_hr']:.3f}, "

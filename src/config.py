@@ -208,7 +208,10 @@ class SRTrainConfig:
     d_channels: PosInt
     d_layers: PosInt
     d_highpass_sigma: NonNegFloat  # > 0: D judges only x - gaussian_blur(x, sigma px); 0: whole images
+    d_highpass_compress: NonNegFloat  # > 0: D judges asinh(high-pass / this) instead of 4 x high-pass (needs sigma > 0)
     data_consistency: Bool  # k-space only: the output keeps the measured k-space band exactly
+    data_consistency_band: Annotated[float, Strict(), Field(gt=0, le=1)]  # ... below this fraction of the cut-off
+    clamp_output: Bool      # G's output clamped to the data range [-1, 1] in training too (evaluation always clamps)
     psnr_steps: PosInt
     warmup_steps: NonNegInt  # linear lr warm-up of the PSNR phase, then cosine decay
     gan_steps: NonNegInt
@@ -237,6 +240,9 @@ class SRTrainConfig:
     @model_validator(mode="after")
     def _check(self) -> SRTrainConfig:
         _check_patch_d(self)
+        _require(self.d_highpass_compress == 0 or self.d_highpass_sigma > 0, "d_highpass_compress",
+                 f"compresses the high-pass front end's output, so it needs d_highpass_sigma > 0; got "
+                 f"{self.d_highpass_compress} with d_highpass_sigma 0")
         # The loop averages stats over log_every steps: one scoring per logged row keeps val/d_auc a measurement.
         _require(self.d_val_every == 0 or self.d_val_every >= self.log_every, "d_val_every",
                  f"must be 0 (off) or >= log_every ({self.log_every}), so that a logged row holds one scoring of D; "

@@ -51,9 +51,12 @@ NOT_FINGERPRINTED = ("gan_steps", "log_every", "d_val_every", "sample_every", "c
 
 
 def discriminator(cfg: SRTrainConfig) -> torch.nn.Module:
-    """The PatchGAN D, behind a high-pass front end when train.sr.d_highpass_sigma > 0."""
+    """The PatchGAN D, behind a high-pass front end when train.sr.d_highpass_sigma > 0 (compressed by asinh when
+    train.sr.d_highpass_compress > 0)."""
     d = PatchDiscriminator(1, cfg.d_channels, cfg.d_layers, spectral_norm=cfg.spectral_norm)
-    return HighPassDiscriminator(d, cfg.d_highpass_sigma) if cfg.d_highpass_sigma > 0 else d
+    if cfg.d_highpass_sigma <= 0:
+        return d
+    return HighPassDiscriminator(d, cfg.d_highpass_sigma, compress=cfg.d_highpass_compress)
 
 
 def perceptual_network(cfg: SRTrainConfig, setup: SRSetup, seed: int) -> tuple[nn.Module, str]:

@@ -160,6 +160,7 @@ RANGE_CASES = [
     ("train.sr.r1_gamma", -1.0), ("train.sr.instance_noise", -1.0), ("train.sr.label_smoothing", 0.5),
     ("train.sr.ema_decay", 1.0),
     ("train.sr.d_val_every", -1), ("train.sr.d_val_every", 5),   # 5 < log_every 10: two scorings in one logged row
+    ("train.sr.d_highpass_compress", -0.01), ("train.sr.clamp_output", "yes"),
     ("train.cyclegan.steps", 0), ("train.cyclegan.decay_start", 10_000), ("train.cyclegan.decay_start", -1),
     ("train.cyclegan.lr", 0.0), ("train.cyclegan.pool_size", -1), ("train.cyclegan.intensity_hidden", -1),
     ("train.device", "gpu"), ("train.max_nan_retries", -1),
@@ -177,6 +178,15 @@ def test_d_val_every_is_off_or_at_least_one_logged_row_apart():
         assert params_from_dict(with_change("train.sr.d_val_every", value)).train.sr.d_val_every == value
     with pytest.raises(ConfigError, match=r"^train\.sr\.d_val_every: must be 0 \(off\) or >= log_every \(10\).*got 9$"):
         params_from_dict(with_change("train.sr.d_val_every", 9))
+
+
+def test_compressing_the_high_pass_needs_a_high_pass():
+    raw = with_change("train.sr.d_highpass_sigma", 0.0)
+    raw["train"]["sr"]["d_highpass_compress"] = 0.01
+    with pytest.raises(ConfigError, match=r"^train\.sr\.d_highpass_compress: .*needs d_highpass_sigma > 0"):
+        params_from_dict(raw)
+    raw["train"]["sr"]["d_highpass_compress"] = 0.0   # the whole-image D, uncompressed
+    assert params_from_dict(raw).train.sr.d_highpass_sigma == 0.0
 
 
 @pytest.mark.parametrize("path,value", RANGE_CASES)

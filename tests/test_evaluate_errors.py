@@ -52,7 +52,7 @@ def save_sr_model(path: Path, scale: int = SCALE, degradation: str = "kspace", s
     torch.manual_seed(seed)
     g = SRResNet(scale, degradation, channels=4, blocks=1)
     save_weights(path, g, {"scale": scale, "degradation": degradation, "channels": 4, "blocks": 1,
-                           "data_consistency": False, "phase": phase or path.stem.removeprefix("g_"),
+                           "data_consistency": False, "clamp_output": False, "data_consistency_band": 1.0, "phase": phase or path.stem.removeprefix("g_"),
                            **({META_KEY: provenance} if provenance else {})})
 
 

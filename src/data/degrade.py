@@ -100,14 +100,19 @@ def kspace_zero_fill_upsample(lr_img: torch.Tensor, scale: int) -> torch.Tensor:
     return (high * 2.0 - 1.0).to(lr_img.dtype)
 
 
-def kspace_band_mask(h: int, w: int, scale: int) -> torch.Tensor:
+def kspace_band_mask(h: int, w: int, scale: int, band: float = 1.0) -> torch.Tensor:
     """(h, w) bool mask, in fft2's (unshifted) layout, of the HR frequencies that `kspace_downsample` keeps.
 
     The central (h/scale, w/scale) block without its first row/column when even (the LR
     Nyquist lines, which `kspace_downsample` zeroes): exactly the band that
-    `kspace_zero_fill_upsample(kspace_downsample(x))` passes through.
+    `kspace_zero_fill_upsample(kspace_downsample(x))` passes through. band < 1: the central
+    `band` of that block per axis only (the measured frequencies below band x the cut-off).
     """
-    lh, lw = h // scale, w // scale
+    if not 0 < band <= 1:
+        raise ValueError(f"band must be in (0, 1], got {band}")
+    lh, lw = int(h // scale * band), int(w // scale * band)
+    if min(lh, lw) < 1:
+        raise ValueError(f"band {band} keeps no frequency of a {h}x{w} image at scale {scale}")
     mask = torch.zeros(h, w, dtype=torch.bool)
     rows, cols = _centre_slice(h, lh), _centre_slice(w, lw)
     mask[rows, cols] = True
@@ -118,22 +123,23 @@ def kspace_band_mask(h: int, w: int, scale: int) -> torch.Tensor:
     return torch.fft.ifftshift(mask, dim=(-2, -1))
 
 
-def kspace_highpass(images: torch.Tensor, scale: int) -> torch.Tensor:
+def kspace_highpass(images: torch.Tensor, scale: int, band: float = 1.0) -> torch.Tensor:
     """images (N, C, H, W) with the measured k-space band removed (float32): what a k-space LR acquisition cannot see.
 
     `kspace_downsample(x + kspace_highpass(r, s), s)` equals `kspace_downsample(x, s)` for any
     r (up to float rounding): adding a high-passed residual keeps an output data-consistent.
+    band < 1 removes only the measured frequencies below band x the cut-off (`kspace_band_mask`).
     """
     _check(images, scale)
     h, w = images.shape[-2:]
     if h % scale or w % scale:
         raise ValueError(f"image size {h}x{w} is not divisible by scale {scale}")
     spectrum = torch.fft.fft2(images.float())
-    spectrum = spectrum.masked_fill(kspace_band_mask(h, w, scale).to(images.device), 0)
+    spectrum = spectrum.masked_fill(kspace_band_mask(h, w, scale, band).to(images.device), 0)
     return torch.fft.ifft2(spectrum).real
 
 
-def data_consistent(naive_img: torch.Tensor, residual: torch.Tensor, scale: int) -> torch.Tensor:
+def data_consistent(naive_img: torch.Tensor, residual: torch.Tensor, scale: int, band: float = 1.0) -> torch.Tensor:
     """Data-consistency projection for k-space degradation: naive_img + the residual's unmeasured frequencies.
 
     naive_img: the zero-filled reconstruction (N, C, H, W) of the LR acquisition, whose
@@ -142,11 +148,13 @@ def data_consistent(naive_img: torch.Tensor, residual: torch.Tensor, scale: int)
     naive_img + residual become those of naive_img), so re-degrading the output returns the
     LR input to float precision on whole images. On training crops the band is that of the
     crop (periodic boundary): the same cut-off frequency, approximate only at crop edges.
+    band < 1: only the measured frequencies below band x the cut-off are kept exactly; the
+    network may correct the rest of the measured band, where truncation's Gibbs ringing lives.
     Computed in float32.
     """
     if naive_img.shape != residual.shape:
         raise ValueError(f"naive_img {tuple(naive_img.shape)} and residual {tuple(residual.shape)} differ in shape")
-    return naive_img.float() + kspace_highpass(residual, scale)
+    return naive_img.float() + kspace_highpass(residual, scale, band)
 
 
 def bicubic_downsample(hr_img: torch.Tensor, scale: int) -> torch.Tensor:

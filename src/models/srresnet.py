@@ -45,14 +45,21 @@ class SRResNet(nn.Module):
     """lr_img (N, C, h, w) in [-1, 1] -> sr_img (N, C, h*scale, w*scale) = naive_upsample(lr_img) + residual.
 
     scale: a power of 2 (>= 2); one conv + PixelShuffle(2) stage per factor 2 (Shi et al.
-    2016). degradation: "kspace" or "bicubic", selecting the global skip. No output tanh:
-    the residual may push values past [-1, 1]; evaluation clamps, training does not.
+    2016). degradation: "kspace" or "bicubic", selecting the global skip. No output tanh.
+    clamp_output: clamp the output to the data range [-1, 1] in training too (evaluation always clamps).
+    HR's background is exactly -1 (prepare's window clamps it), and below -1 the clamp passes no gradient, so G
+    reaches that exact floor by overshooting it; without the clamp only an exact cancellation of the naive
+    upsampling's ringing gets there, and a faint residue (a few thousandths, in over 40 % of the air) stays.
     data_consistency (k-space only): keep only the residual's unmeasured frequencies
-    (`data_consistent`), so the output re-degrades to the LR input exactly (float32 output).
+    (`data_consistent`), so the output re-degrades to the LR input exactly (float32 output);
+    data_consistency_band < 1: only below that fraction of the cut-off. With the clamp it buys no flat
+    air: the projection puts back the measured band's ringing, which reaches the air
+    (benchmarks/sr_swd_levels.py).
     """
 
     def __init__(self, scale: int, degradation: str, channels: int = 64, blocks: int = 16, in_channels: int = 1,
-                 data_consistency: bool = False) -> None:
+                 data_consistency: bool = False, clamp_output: bool = False,
+                 data_consistency_band: float = 1.0) -> None:
         super().__init__()
         if scale < 2 or scale & (scale - 1):
             raise ValueError(f"scale must be a power of 2 (2, 4, 8, ...), got {scale}")
@@ -64,6 +71,8 @@ class SRResNet(nn.Module):
         self.scale = scale
         self.degradation = degradation
         self.data_consistency = data_consistency
+        self.clamp_output = clamp_output
+        self.data_consistency_band = data_consistency_band
         self.conv_first = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.body = nn.Sequential(*[ResidualBlockNoBN(channels) for _ in range(blocks)])
         self.conv_body = nn.Conv2d(channels, channels, 3, padding=1)
@@ -92,6 +101,6 @@ class SRResNet(nn.Module):
         feat = self.lrelu(self.conv_first(lr_img))
         trunk = self.conv_body(self.body(feat)) + feat
         residual = self.conv_last(self.lrelu(self.conv_hr(self.upsample(trunk))))
-        if self.data_consistency:
-            return data_consistent(naive_img, residual, self.scale)
-        return naive_img + residual
+        sr_img = (data_consistent(naive_img, residual, self.scale, self.data_consistency_band)
+                  if self.data_consistency else naive_img + residual)
+        return sr_img.clamp(-1, 1) if self.clamp_output else sr_img

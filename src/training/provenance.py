@@ -28,8 +28,8 @@ DOWNSTREAM_RECIPE = ("encoder", "encoder_depth", "decoder_channels", "batch_size
 # The keys of `train.sr` the PSNR phase (stage train_sr_psnr) trains with; the GAN phase (train_sr) starts from its
 # model and uses every key. dvc.yaml lists exactly these (plus the logging keys) for train_sr_psnr, so that an
 # experiment on the GAN phase (`-S train.sr.lambda_adv=...`) does not retrain the PSNR model.
-SR_PSNR_KEYS = ("crop_size", "batch_size", "g_blocks", "g_channels", "data_consistency", "psnr_steps", "warmup_steps",
-                "lr_psnr", "betas", "ema_decay")
+SR_PSNR_KEYS = ("crop_size", "batch_size", "g_blocks", "g_channels", "data_consistency", "data_consistency_band",
+                "clamp_output", "psnr_steps", "warmup_steps", "lr_psnr", "betas", "ema_decay")
 
 
 @dataclass(frozen=True)

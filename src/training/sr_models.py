@@ -31,5 +31,6 @@ def load_sr_generator(path: Path, scale: int, degradation: str, phase: str | Non
             raise ValueError(f"{path}: model was trained for x{meta['scale']} {meta['degradation']} but the "
                              f"prepared data is x{scale} {degradation}; re-run `dvc repro {stage}`")
         return SRResNet(scale, degradation, channels=meta["channels"], blocks=meta["blocks"],
-                        data_consistency=meta["data_consistency"])
+                        data_consistency=meta["data_consistency"], clamp_output=meta["clamp_output"],
+                        data_consistency_band=meta["data_consistency_band"])
     return load_frozen(path, build, stage, expected)[0]

@@ -68,13 +68,15 @@ class SRSetup:
 
     def generator(self, cfg: SRTrainConfig) -> SRResNet:
         return SRResNet(self.scale, self.degradation, channels=cfg.g_channels, blocks=cfg.g_blocks,
-                        data_consistency=self.data_consistency)
+                        data_consistency=self.data_consistency, clamp_output=cfg.clamp_output,
+                        data_consistency_band=cfg.data_consistency_band)
 
     def model_meta(self, params: Params, phase: str, steps: int, **extra) -> dict:
         """What evaluate_sr (src/evaluation/models.py) rebuilds the network from, and what it was trained on."""
         cfg = params.train.sr
         return {"scale": self.scale, "degradation": self.degradation, "channels": cfg.g_channels,
-                "blocks": cfg.g_blocks, "data_consistency": self.data_consistency, "phase": phase, "steps": steps,
+                "blocks": cfg.g_blocks, "data_consistency": self.data_consistency, "clamp_output": cfg.clamp_output,
+                "data_consistency_band": cfg.data_consistency_band, "phase": phase, "steps": steps,
                 META_KEY: sr_provenance(params, phase).as_meta(), **extra}
 
 

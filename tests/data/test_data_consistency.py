@@ -57,3 +57,35 @@ def test_projection_keeps_a_consistent_image_and_is_idempotent():
 def test_data_consistency_is_refused_for_bicubic():
     with pytest.raises(ValueError, match="bicubic"):
         SRResNet(4, "bicubic", channels=8, blocks=1, data_consistency=True)
+
+
+def test_a_partial_band_keeps_only_the_low_part_of_the_measurement_exactly():
+    mask_half = kspace_band_mask(32, 32, 4, band=0.5)
+    assert mask_half.sum() == 3 * 3            # the central 4x4 block without its Nyquist row and column
+    assert not (mask_half & ~kspace_band_mask(32, 32, 4)).any()   # inside the measured band
+    hr = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    naive = naive_upsample(degrade(hr, 4, "kspace"), 4, "kspace")
+    residual = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(6))
+    out = data_consistent(naive, residual, 4, band=0.5)
+    spectrum, measured = torch.fft.fft2(out.double()), torch.fft.fft2(naive.double())
+    assert torch.allclose(spectrum[..., mask_half], measured[..., mask_half], atol=1e-4)   # kept exactly
+    rest = kspace_band_mask(32, 32, 4) & ~mask_half
+    assert (spectrum[..., rest] - measured[..., rest]).abs().max() > 1   # the network may correct the rest
+    with pytest.raises(ValueError, match="band"):
+        kspace_band_mask(32, 32, 4, band=0.0)
+    with pytest.raises(ValueError, match="keeps no frequency"):
+        kspace_band_mask(32, 32, 4, band=0.1)
+
+
+def test_generator_applies_its_band():
+    torch.manual_seed(0)
+    full = SRResNet(4, "kspace", channels=8, blocks=1, data_consistency=True)
+    half = SRResNet(4, "kspace", channels=8, blocks=1, data_consistency=True, data_consistency_band=0.5)
+    half.load_state_dict(full.state_dict())
+    with torch.no_grad():
+        for p in full.parameters():
+            p.normal_(0, 0.2)
+        half.load_state_dict(full.state_dict())
+    lr = degrade(torch.rand(1, 1, 32, 32) * 2 - 1, 4, "kspace")
+    assert torch.allclose(degrade(full(lr), 4, "kspace"), lr, atol=2e-6)
+    assert not torch.allclose(degrade(half(lr), 4, "kspace"), lr, atol=1e-3)
