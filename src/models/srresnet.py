@@ -52,9 +52,9 @@ class SRResNet(nn.Module):
     upsampling's ringing gets there, and a faint residue (a few thousandths, in over 40 % of the air) stays.
     data_consistency (k-space only): keep only the residual's unmeasured frequencies
     (`data_consistent`), so the output re-degrades to the LR input exactly (float32 output);
-    data_consistency_band < 1: only below that fraction of the cut-off. With the clamp it buys no flat
-    air: the projection puts back the measured band's ringing, which reaches the air
-    (benchmarks/sr_swd_levels.py).
+    data_consistency_band < 1: only below that fraction of the cut-off. With the projection the clamp
+    buys no flat air: the projection puts back the measured band's ringing, which reaches the air
+    (benchmarks/sr_swd_levels.py, sr_gan_screen.py).
     """
 
     def __init__(self, scale: int, degradation: str, channels: int = 64, blocks: int = 16, in_channels: int = 1,
