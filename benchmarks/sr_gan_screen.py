@@ -191,52 +191,45 @@ _DC_RUNS: dict[str, dict] = {
 # Pinned, so that re-running one reproduces its row under today's params.yaml (the runs below pin them too).
 DC_FAMILY = {"train.sr.lambda_adv": 5.0e-3, "train.sr.data_consistency": True, "train.sr.data_consistency_band": 1.0,
              "train.sr.clamp_output": False, "train.sr.d_highpass_compress": 0.0}
+COMPRESSED = {"d_compress": 0.01}
+NO_DC_CLAMPED = {"train.sr.data_consistency": False, "clamp_output": True}
 RUNS: dict[str, dict] = {
     **{name: {**DC_FAMILY, **overrides} for name, overrides in _DC_RUNS.items()},
     # The D sees faint detail: its high-pass through asinh(x / eps) (train.sr.d_highpass_compress), with G's output
     # clamped to the data range (train.sr.clamp_output) and the data-consistency projection on all, half or none of
     # the measured band (train.sr.data_consistency, train.sr.data_consistency_band).
     **{name: {"bf16": True, "train.sr.d_layers": 1, **DC_FAMILY, **changes} for name, changes in {
-        "compress1e-2": {"d_compress": 0.01},
+        "compress1e-2": COMPRESSED,
         "compress2e-3": {"d_compress": 0.002},
-        "no_dc_compress1e-2": {"d_compress": 0.01, "train.sr.data_consistency": False},
-        "no_dc_compress1e-2_adv2e-2": {"d_compress": 0.01, "train.sr.data_consistency": False,
-                                       "train.sr.lambda_adv": 0.02},
-        "no_dc_clamped": {"train.sr.data_consistency": False, "clamp_output": True},
-        "no_dc_clamped_compress1e-2": {"d_compress": 0.01, "train.sr.data_consistency": False, "clamp_output": True},
-        "no_dc_clamped_compress3e-3": {"d_compress": 0.003, "train.sr.data_consistency": False, "clamp_output": True},
-        "no_dc_clamped_compress1e-2_adv1e-2": {"d_compress": 0.01, "train.sr.data_consistency": False,
-                                               "clamp_output": True, "train.sr.lambda_adv": 0.01},
-        "no_dc_clamped_compress1e-2_adv2e-2": {"d_compress": 0.01, "train.sr.data_consistency": False,
-                                               "clamp_output": True, "train.sr.lambda_adv": 0.02},
-        "no_dc_clamped_compress1e-2_adv1e-2_psnr3600": {"d_compress": 0.01, "train.sr.data_consistency": False,
-                                                        "clamp_output": True, "train.sr.lambda_adv": 0.01,
+        "no_dc_compress1e-2": {**COMPRESSED, "train.sr.data_consistency": False},
+        "no_dc_compress1e-2_adv2e-2": {**COMPRESSED, "train.sr.data_consistency": False, "train.sr.lambda_adv": 0.02},
+        "no_dc_clamped": NO_DC_CLAMPED,
+        "no_dc_clamped_compress1e-2": {**NO_DC_CLAMPED, **COMPRESSED},
+        "no_dc_clamped_compress3e-3": {**NO_DC_CLAMPED, "d_compress": 0.003},
+        "no_dc_clamped_compress1e-2_adv1e-2": {**NO_DC_CLAMPED, **COMPRESSED, "train.sr.lambda_adv": 0.01},
+        "no_dc_clamped_compress1e-2_adv1e-2_psnr3600": {**NO_DC_CLAMPED, **COMPRESSED, "train.sr.lambda_adv": 0.01,
                                                         "train.sr.psnr_steps": 3600},
-        "no_dc_clamped_compress1e-2_adv2e-2_psnr3600": {"d_compress": 0.01, "train.sr.data_consistency": False,
-                                                        "clamp_output": True, "train.sr.lambda_adv": 0.02,
-                                                        "train.sr.psnr_steps": 3600},
-        "no_dc_clamped_compress1e-2_adv1e-2_gan1280": {"d_compress": 0.01, "train.sr.data_consistency": False,
-                                                       "clamp_output": True, "train.sr.lambda_adv": 0.01,
+        "no_dc_clamped_compress1e-2_adv1e-2_gan1280": {**NO_DC_CLAMPED, **COMPRESSED, "train.sr.lambda_adv": 0.01,
                                                        "train.sr.gan_steps": 1280},
-        **{f"no_dc_clamped_compress1e-2_adv2e-2_{name}": {"d_compress": 0.01, "train.sr.data_consistency": False,
-                                                          "clamp_output": True, "train.sr.lambda_adv": 0.02, **more}
-           for name, more in {"gan1280": {"train.sr.gan_steps": 1280}, "no_percep": {"train.sr.lambda_percep": 0.0},
-                              "no_pixel": {"train.sr.lambda_pixel": 0.0}, "d_layers2": {"train.sr.d_layers": 2},
-                              "percep3": {"train.sr.lambda_percep": 3.0}, "lr_gan8e-4": {"train.sr.lr_gan": 8.0e-4},
-                              "compress3e-2": {"d_compress": 0.03}, "vgg34": {"train.sr.vgg_layers": ["relu3_4"]},
-                              "d64": {"train.sr.d_channels": 64}}.items()},
-        **{f"no_dc_clamped_compress1e-2_adv2e-2_seed{seed}": {"seed": seed, "d_compress": 0.01,
-                                                              "train.sr.data_consistency": False, "clamp_output": True,
-                                                              "train.sr.lambda_adv": 0.02} for seed in (43, 44)},
-        "no_dc_clamped_compress1e-2_adv5e-2": {"d_compress": 0.01, "train.sr.data_consistency": False,
-                                               "clamp_output": True, "train.sr.lambda_adv": 0.05},
-        "dc_clamped_compress1e-2": {"d_compress": 0.01, "clamp_output": True},
-        "dc_compress1e-2": {"d_compress": 0.01},
+        "no_dc_clamped_compress1e-2_adv5e-2": {**NO_DC_CLAMPED, **COMPRESSED, "train.sr.lambda_adv": 0.05},
+        # The family at lambda_adv 2e-2, and the levers around it.
+        **{"no_dc_clamped_compress1e-2_adv2e-2" + suffix: {**NO_DC_CLAMPED, **COMPRESSED, "train.sr.lambda_adv": 0.02,
+                                                           **more}
+           for suffix, more in {"": {}, "_seed43": {"seed": 43}, "_seed44": {"seed": 44},
+                                "_psnr3600": {"train.sr.psnr_steps": 3600}, "_gan1280": {"train.sr.gan_steps": 1280},
+                                "_no_percep": {"train.sr.lambda_percep": 0.0},
+                                "_no_pixel": {"train.sr.lambda_pixel": 0.0},
+                                "_d_layers2": {"train.sr.d_layers": 2}, "_percep3": {"train.sr.lambda_percep": 3.0},
+                                "_lr_gan8e-4": {"train.sr.lr_gan": 8.0e-4}, "_compress3e-2": {"d_compress": 0.03},
+                                "_vgg34": {"train.sr.vgg_layers": ["relu3_4"]},
+                                "_d64": {"train.sr.d_channels": 64}}.items()},
+        # With the projection, over the whole measured band or below half its cut-off.
+        "dc_clamped_compress1e-2": {**COMPRESSED, "clamp_output": True},
+        "dc_compress1e-2": COMPRESSED,   # = compress1e-2 through the params key: the same row
         "band05_clamped": {"train.sr.data_consistency_band": 0.5, "clamp_output": True},
-        "band05_clamped_compress1e-2": {"train.sr.data_consistency_band": 0.5, "clamp_output": True,
-                                        "d_compress": 0.01},
+        "band05_clamped_compress1e-2": {"train.sr.data_consistency_band": 0.5, "clamp_output": True, **COMPRESSED},
         "band05_clamped_compress1e-2_adv2e-2": {"train.sr.data_consistency_band": 0.5, "clamp_output": True,
-                                                "d_compress": 0.01, "train.sr.lambda_adv": 0.02},
+                                                **COMPRESSED, "train.sr.lambda_adv": 0.02},
     }.items()},
 }
 
@@ -295,8 +288,9 @@ def _run(name: str, overrides: dict, d_warmup: int, d_steps: int, gan_betas, amp
     g_path = psnr_model(raw)
     runtime = make_runtime("cpu", amp)
     torch.manual_seed(params.seed)
-    g = SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks, data_consistency=cfg.data_consistency,
-                 clamp_output=cfg.clamp_output, data_consistency_band=cfg.data_consistency_band)
+    g = SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks,
+                 data_consistency=cfg.data_consistency, clamp_output=cfg.clamp_output,
+                 data_consistency_band=cfg.data_consistency_band)
     g.load_state_dict(load_weights(g_path)["state_dict"])
     d = discriminator(cfg) if d_bands is None else LaplacianBandDiscriminator(cfg, d_bands)
     nets = SRNets(g=g, g_ema=copy.deepcopy(g).requires_grad_(False), d=d)
