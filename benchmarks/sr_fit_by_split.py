@@ -19,16 +19,13 @@ The train slices are what the models trained on: a gap there is a difference in 
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
 import yaml
 
+from benchmarks.recorded import measure_or_print
 from benchmarks.sr_ablation import override
 from benchmarks.sr_discriminator import psnr_model
 from src.data.prepared import PREPARED, load_meta, load_split
@@ -68,7 +65,6 @@ def measure() -> dict:
         g_path = psnr_model(raw)
         result["families"][name] = {"overrides": changes, "psnr_model": str(g_path),
                                     **{split: gain_over_naive(g_path, split, raw["seed"]) for split in SPLITS}}
-        print(table(result), flush=True)
     return result
 
 
@@ -85,19 +81,7 @@ def table(result: dict) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", action="store_true", help="only print the recorded table")
-    args = parser.parse_args()
-    if args.table:
-        if not RESULTS.is_file():
-            print(f"{RESULTS}: not found; run `python -m benchmarks.sr_fit_by_split` first", file=sys.stderr)
-            return 2
-        print(table(json.loads(RESULTS.read_text())))
-        return 0
-    torch.set_num_threads(2)
-    result = measure()
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-    return 0
+    return measure_or_print(__doc__, RESULTS, measure, table, threads=2)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,6 @@ Val only: it explains a test-split figure, it does not choose one.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -46,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from kornia.geometry.transform import build_laplacian_pyramid
 
+from benchmarks.recorded import measure_or_print
 from src.data.prepared import PREPARED, load_meta, load_split
 from src.evaluation.intervals import Resamples
 from src.metrics.bootstrap import shifted_percentile_interval
@@ -179,17 +178,7 @@ def table(result: dict) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", action="store_true", help="only print the recorded table")
-    args = parser.parse_args()
-    if args.table:
-        print(table(json.loads(RESULTS.read_text())))
-        return 0
-    torch.set_num_threads(1)
-    result = measure("val")
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result))
-    return 0
+    return measure_or_print(__doc__, RESULTS, lambda: measure("val"), table, threads=1, indent=2)
 
 
 if __name__ == "__main__":
