@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from functools import partial
 from types import SimpleNamespace
 from typing import Callable
 
@@ -21,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.textbook import textbook_cyclegan_step
 from src.config import Params, as_dict
-from src.data.degrade import naive_upsample
+from src.data.degrade import degrade, naive_upsample
 from src.losses.perceptual import VGGPerceptualLoss, build_vgg19_features
 from src.models.cyclegan import ResnetGenerator
 from src.models.discriminators import PatchDiscriminator
@@ -145,8 +146,9 @@ def speed(params: Params, runtime: Runtime, steps: int) -> dict:
     optimizers = SROptimizers(torch.optim.Adam(g.parameters(), 1e-4), torch.optim.Adam(nets.d.parameters(), 1e-4))
     settings = SRGanSettings(gan_loss=sr.gan_loss, policy=sr.diffaugment, lambda_pixel=sr.lambda_pixel,
                              lambda_percep=sr.lambda_percep, lambda_adv=sr.lambda_adv, r1_gamma=sr.r1_gamma,
-                             label_smoothing=sr.label_smoothing)
-    critics = SRCritics(runtime.place(VGGPerceptualLoss(build_vgg19_features(None)[0], list(sr.vgg_layers))), settings)
+                             label_smoothing=sr.label_smoothing, lambda_consistency=sr.lambda_consistency)
+    critics = SRCritics(runtime.place(VGGPerceptualLoss(build_vgg19_features(None)[0], list(sr.vgg_layers))), settings,
+                        degrade=partial(degrade, scale=scale, degradation=params.data.degradation))
     lr_img = runtime.batch(torch.rand(sr.batch_size, 1, sr.crop_size // scale, sr.crop_size // scale) * 2 - 1)
     batch = SRBatch(lr_img, naive_upsample(lr_img, scale, params.data.degradation),
                     runtime.batch(torch.rand(sr.batch_size, 1, sr.crop_size, sr.crop_size) * 2 - 1))

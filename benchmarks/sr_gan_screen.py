@@ -38,6 +38,7 @@ import copy
 import json
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ from torch import nn
 from benchmarks.sr_ablation import interval, override, score
 from benchmarks.sr_discriminator import crop_scores, machine, psnr_model, separation, val_crops
 from src.config import params_from_dict
+from src.data.degrade import degrade
 from src.data.prepared import PREPARED, load_meta, load_split, open_split
 from src.data.subset import train_subset
 from src.metrics.bootstrap import percentile_interval, resample_indices
@@ -190,9 +192,11 @@ _DC_RUNS: dict[str, dict] = {
 # band kept exactly, no clamp in training, the linear high-pass front end, and lambda_adv 5e-3 where a run names none.
 # Pinned, so that re-running one reproduces its row under today's params.yaml (the runs below pin them too).
 DC_FAMILY = {"train.sr.lambda_adv": 5.0e-3, "train.sr.data_consistency": True, "train.sr.data_consistency_band": 1.0,
-             "train.sr.clamp_output": False, "train.sr.d_highpass_compress": 0.0}
+             "train.sr.clamp_output": False, "train.sr.d_highpass_compress": 0.0,
+             "train.sr.gan_data_consistency": True, "train.sr.gan_clamp_output": False, "train.sr.lambda_consistency": 0.0}
 COMPRESSED = {"d_compress": 0.01}
 NO_DC_CLAMPED = {"train.sr.data_consistency": False, "clamp_output": True}
+GAN_NO_DC_CLAMPED = {"train.sr.gan_data_consistency": False, "train.sr.gan_clamp_output": True}
 RUNS: dict[str, dict] = {
     **{name: {**DC_FAMILY, **overrides} for name, overrides in _DC_RUNS.items()},
     # The D sees faint detail: its high-pass through asinh(x / eps) (train.sr.d_highpass_compress), with G's output
@@ -230,6 +234,25 @@ RUNS: dict[str, dict] = {
         "band05_clamped_compress1e-2": {"train.sr.data_consistency_band": 0.5, "clamp_output": True, **COMPRESSED},
         "band05_clamped_compress1e-2_adv2e-2": {"train.sr.data_consistency_band": 0.5, "clamp_output": True,
                                                 **COMPRESSED, "train.sr.lambda_adv": 0.02},
+        # The PSNR model with the projection (its fit: +6.99 dB over naive on train against +4.56 clamped without),
+        # and the GAN phase alone without it and clamped (train.sr.gan_data_consistency, gan_clamp_output): can
+        # the GAN phase flatten the air from the better PSNR model? lambda_adv 0 tells how much of it is D's.
+        **{"gan_no_dc_clamped" + suffix: {**GAN_NO_DC_CLAMPED, **more} for suffix, more in {
+            "": {}, "_adv0": {"train.sr.lambda_adv": 0.0}, "_adv2e-2": {"train.sr.lambda_adv": 0.02},
+            "_compress1e-2_adv2e-2": {**COMPRESSED, "train.sr.lambda_adv": 0.02},
+            "_compress1e-2_adv0": {**COMPRESSED, "train.sr.lambda_adv": 0.0},
+            # ... and the measured band held to HR's by a soft L1 (train.sr.lambda_consistency): the coarse SWD
+            # levels (32 and 16 px, inside the measured band), which the projection kept, drift without it.
+            **{f"_compress1e-2_adv2e-2_consistency{w:g}": {**COMPRESSED, "train.sr.lambda_adv": 0.02,
+                                                           "train.sr.lambda_consistency": w} for w in (0.1, 1.0, 10.0)},
+            **{"_compress1e-2_adv2e-2_consistency1" + more_suffix: {
+                **COMPRESSED, "train.sr.lambda_adv": 0.02, "train.sr.lambda_consistency": 1.0, **more}
+               for more_suffix, more in {"_seed43": {"seed": 43}, "_seed44": {"seed": 44},
+                                         "_gan1280": {"train.sr.gan_steps": 1280}}.items()},
+            "_compress1e-2_adv5e-2_consistency1": {**COMPRESSED, "train.sr.lambda_adv": 0.05,
+                                                   "train.sr.lambda_consistency": 1.0},
+            "_compress1e-2_adv0_consistency1": {**COMPRESSED, "train.sr.lambda_adv": 0.0,
+                                                "train.sr.lambda_consistency": 1.0}}.items()},
     }.items()},
 }
 
@@ -288,10 +311,16 @@ def _run(name: str, overrides: dict, d_warmup: int, d_steps: int, gan_betas, amp
     g_path = psnr_model(raw)
     runtime = make_runtime("cpu", amp)
     torch.manual_seed(params.seed)
-    g = SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks,
-                 data_consistency=cfg.data_consistency, clamp_output=cfg.clamp_output,
-                 data_consistency_band=cfg.data_consistency_band)
-    g.load_state_dict(load_weights(g_path)["state_dict"])
+    # The PSNR model as phase 1 built it, and G as the GAN phase's output layer has it (train.sr.gan_*): the same
+    # weights either way.
+    psnr_layer = {"data_consistency": cfg.data_consistency, "clamp_output": cfg.clamp_output,
+                  "data_consistency_band": cfg.data_consistency_band}
+    gan_layer = {**psnr_layer, "data_consistency": cfg.data_consistency and cfg.gan_data_consistency,
+                 "clamp_output": cfg.clamp_output or cfg.gan_clamp_output}
+    g_psnr = SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks, **psnr_layer)
+    g_psnr.load_state_dict(load_weights(g_path)["state_dict"])
+    g = SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks, **gan_layer)
+    g.load_state_dict(g_psnr.state_dict())
     d = discriminator(cfg) if d_bands is None else LaplacianBandDiscriminator(cfg, d_bands)
     nets = SRNets(g=g, g_ema=copy.deepcopy(g).requires_grad_(False), d=d)
     betas = tuple(gan_betas) if gan_betas is not None else cfg.betas
@@ -299,9 +328,10 @@ def _run(name: str, overrides: dict, d_warmup: int, d_steps: int, gan_betas, amp
                               d=torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=betas))
     settings = SRGanSettings(gan_loss=cfg.gan_loss, policy=cfg.diffaugment, lambda_pixel=cfg.lambda_pixel,
                              lambda_percep=cfg.lambda_percep, lambda_adv=cfg.lambda_adv, r1_gamma=cfg.r1_gamma,
-                             label_smoothing=cfg.label_smoothing)
+                             label_smoothing=cfg.label_smoothing, lambda_consistency=cfg.lambda_consistency)
     perceptual, backbone = perceptual_loss("pipeline/weights", cfg.vgg_layers, "The SR perceptual loss")
-    critics = SRCritics(perceptual if cfg.lambda_percep > 0 else None, settings)
+    critics = SRCritics(perceptual if cfg.lambda_percep > 0 else None, settings,
+                        degrade=partial(degrade, scale=scale, degradation=degradation))
     data = open_split(SR_DATA / "train", ("lr", "naive", "hr"))
     subset = train_subset(len(data["hr"]), params.data.train_fraction, params.seed)
     stream = BatchStream(SliceCrops(data, paired_crop(scale, cfg.crop_size), params.seed, subset), cfg.batch_size,
@@ -339,13 +369,11 @@ def _run(name: str, overrides: dict, d_warmup: int, d_steps: int, gan_betas, amp
                   f"{d_val[i + 1]['fake_over_real_highpass_rms']}", flush=True)
     wall = time.perf_counter() - start
     with tempfile.TemporaryDirectory(prefix=f"sr_gan_screen_{name}_") as tmp:
-        model_meta = {"scale": scale, "degradation": degradation, "channels": cfg.g_channels, "blocks": cfg.g_blocks,
-                      "data_consistency": cfg.data_consistency, "clamp_output": cfg.clamp_output,
-                      "data_consistency_band": cfg.data_consistency_band}
-        save_weights(Path(tmp) / "g_psnr.pt", load_sr_generator_module(g_path, g), model_meta)
-        save_weights(Path(tmp) / "g_gan.pt", nets.g_ema, model_meta)
+        model_meta = {"scale": scale, "degradation": degradation, "channels": cfg.g_channels, "blocks": cfg.g_blocks}
+        save_weights(Path(tmp) / "g_psnr.pt", g_psnr, {**model_meta, **psnr_layer})
+        save_weights(Path(tmp) / "g_gan.pt", nets.g_ema, {**model_meta, **gan_layer})
         val = score(Path(tmp), "val", params.seed, runtime.fp32())   # scored in fp32 whatever the game ran in
-    val["gan_minus_psnr_model_db"] = paired_psnr_difference(nets.g_ema, g_path, g, scale, params.seed, runtime.fp32())
+    val["gan_minus_psnr_model_db"] = paired_psnr_difference(nets.g_ema, g_psnr, scale, params.seed, runtime.fp32())
     return {"name": name, "overrides": {**overrides, "d_warmup": d_warmup, "d_steps": d_steps,
                                                    **({"gan_betas": list(gan_betas)} if gan_betas else {}),
                                                    **({"bf16": True} if amp else {})}, "gan_steps": cfg.gan_steps, "psnr_model": str(g_path),
@@ -355,16 +383,9 @@ def _run(name: str, overrides: dict, d_warmup: int, d_steps: int, gan_betas, amp
             "d_val_during_gan_phase": d_val, "val": val}
 
 
-def load_sr_generator_module(path: Path, like: torch.nn.Module) -> torch.nn.Module:
-    net = copy.deepcopy(like)
-    net.load_state_dict(load_weights(path)["state_dict"])
-    return net
-
-
-def paired_psnr_difference(g_ema, g_path, like, scale, seed, runtime) -> dict:
+def paired_psnr_difference(g_ema, g_psnr, scale, seed, runtime) -> dict:
     """PSNR(EMA GAN) - PSNR(PSNR model) on whole val slices, 95 % paired bootstrap interval over slices."""
     data = load_split(SR_DATA / "val", ("lr", "hr"))
-    g_psnr = load_sr_generator_module(g_path, like)
     per_slice = [psnr(predict(net, data["lr"], runtime).clamp(-1, 1), data["hr"], data_range=2.0,
                       crop_border=scale).numpy() for net in (g_ema, g_psnr)]
     diff = per_slice[0] - per_slice[1]

@@ -212,6 +212,9 @@ class SRTrainConfig:
     data_consistency: Bool  # k-space only: the output keeps the measured k-space band exactly
     data_consistency_band: Annotated[float, Strict(), Field(gt=0, le=1)]  # ... below this fraction of the cut-off
     clamp_output: Bool      # G's output clamped to the data range [-1, 1] in training too (evaluation always clamps)
+    # The GAN phase's G: false drops the projection there (the PSNR model keeps it); true clamps it there too.
+    gan_data_consistency: Bool
+    gan_clamp_output: Bool
     psnr_steps: PosInt
     warmup_steps: NonNegInt  # linear lr warm-up of the PSNR phase, then cosine decay
     gan_steps: NonNegInt
@@ -222,6 +225,7 @@ class SRTrainConfig:
     lambda_pixel: NonNegFloat
     lambda_percep: NonNegFloat
     lambda_adv: NonNegFloat
+    lambda_consistency: NonNegFloat  # GAN phase: L1 between SR's and HR's measured band (both degraded alike)
     perceptual_network: PerceptualNetwork  # vgg19 (ImageNet when its file exists) | hr_denoiser (trained here)
     hr_denoiser_steps: PosInt              # Adam steps of the hr_denoiser on the HR train crops
     vgg_layers: VggLayers

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from torch import nn
 
 from src.checksum import sha256
 from src.config import Params, SRTrainConfig, as_dict, fingerprint
+from src.data.degrade import degrade
 from src.data.prepared import split_digest
 from src.models.discriminators import PatchDiscriminator
 from src.models.highpass import HighPassDiscriminator
@@ -81,17 +83,18 @@ def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dic
     runtime, dist, val = setup.runtime, setup.dist, setup.val
     settings = SRGanSettings(gan_loss=cfg.gan_loss, policy=cfg.diffaugment, lambda_pixel=cfg.lambda_pixel,
                              lambda_percep=cfg.lambda_percep, lambda_adv=cfg.lambda_adv, r1_gamma=cfg.r1_gamma,
-                             label_smoothing=cfg.label_smoothing)
+                             label_smoothing=cfg.label_smoothing, lambda_consistency=cfg.lambda_consistency)
     perceptual, perceptual_backbone = (perceptual_network(cfg, setup, params.seed) if settings.lambda_percep > 0
                                        else (None, "unused"))
-    critics = SRCritics(runtime.place(perceptual) if perceptual is not None else None, settings)
+    critics = SRCritics(runtime.place(perceptual) if perceptual is not None else None, settings,
+                        degrade=partial(degrade, scale=setup.scale, degradation=setup.degradation))
     d = runtime.place(discriminator(cfg))
     # Phase 2 starts from the PSNR model's EMA weights (BasicSR: pretrain_network_g = params_ema); a model
     # trained on other data or other PSNR-phase params is refused, naming the file and `dvc repro train_sr_psnr`.
     g_psnr = load_sr_generator(psnr_model, setup.scale, setup.degradation, "psnr",
                                expected=sr_provenance(params, "psnr"))
     psnr_digest = sha256(psnr_model)
-    g = runtime.place(setup.generator(cfg))
+    g = runtime.place(setup.generator(cfg, "gan"))
     g.load_state_dict(g_psnr.state_dict())
     g_psnr = runtime.place(g_psnr)
     nets = SRNets(g=dist.wrap(g, runtime.device), g_ema=copy.deepcopy(g).requires_grad_(False),
@@ -139,7 +142,7 @@ def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dic
     resolved = {"seed": params.seed, "train": {k: v for k, v in as_dict(train_cfg).items() if k != "cyclegan"},
                 "psnr_model": {"path": str(psnr_model), "sha256": psnr_digest}, "data_meta": setup.meta,
                 "train_fraction": params.data.train_fraction, "train_slices": setup.subset.tolist(),
-                "data_consistency": setup.data_consistency, "perceptual_backbone": perceptual_backbone,
+                "data_consistency": setup.output_layer(cfg, "gan")[0], "perceptual_backbone": perceptual_backbone,
                 "world_size": dist.world_size}
     with training_run(out, state, run_fingerprint, train_cfg.resume, resolved, runtime, total_steps,
                       dist, params.seed) as run:

@@ -45,7 +45,7 @@ def train_psnr(params: Params, out: Path = PSNR_OUT) -> dict[str, float]:
     cfg, train_cfg = params.train.sr, params.train
     setup = sr_setup(params)
     runtime, dist, val = setup.runtime, setup.dist, setup.val
-    g = runtime.place(setup.generator(cfg))
+    g = runtime.place(setup.generator(cfg, "psnr"))
     # No discriminator in this phase: SRNets.d is never called by psnr_step.
     nets = SRNets(g=dist.wrap(g, runtime.device), g_ema=copy.deepcopy(g).requires_grad_(False), d=None)
     optimizer = torch.optim.Adam(g.parameters(), lr=cfg.lr_psnr, betas=cfg.betas, **adam_options())

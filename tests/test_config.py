@@ -161,6 +161,7 @@ RANGE_CASES = [
     ("train.sr.ema_decay", 1.0),
     ("train.sr.d_val_every", -1), ("train.sr.d_val_every", 5),   # 5 < log_every 10: two scorings in one logged row
     ("train.sr.d_highpass_compress", -0.01), ("train.sr.clamp_output", "yes"),
+    ("train.sr.gan_data_consistency", "no"), ("train.sr.gan_clamp_output", 1), ("train.sr.lambda_consistency", -1.0),
     ("train.cyclegan.steps", 0), ("train.cyclegan.decay_start", 10_000), ("train.cyclegan.decay_start", -1),
     ("train.cyclegan.lr", 0.0), ("train.cyclegan.pool_size", -1), ("train.cyclegan.intensity_hidden", -1),
     ("train.device", "gpu"), ("train.max_nan_retries", -1),

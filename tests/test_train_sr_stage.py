@@ -257,3 +257,35 @@ def test_without_a_gan_phase_no_d_score_is_reported(tmp_path, stage):
     summary = json.loads((root / GAN_DIR / "live/metrics.json").read_text())
     assert "val/psnr_db/gan_model" in summary
     assert not any(key.startswith("val/d_final") for key in summary)
+
+
+def test_the_gan_phase_can_drop_the_projection_and_clamp_while_the_psnr_model_keeps_it(tmp_path, stage):
+    """train.sr.gan_data_consistency false / gan_clamp_output true change only the GAN phase's output layer: the
+    PSNR model is not retrained and still re-degrades to its LR input exactly; the GAN model starts from its
+    weights, is saved and rebuilt without the projection and clamped, and its output no longer re-degrades exactly.
+    """
+    root = make_tree(tmp_path, psnr_steps=6, gan_steps=4)
+    stage(root, PSNR)
+    psnr_model = (root / PSNR_DIR / "g_psnr.pt").read_bytes()
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["sr"].update(gan_data_consistency=False, gan_clamp_output=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    assert "resuming from" in stage(root, PSNR)
+    assert (root / PSNR_DIR / "g_psnr.pt").read_bytes() == psnr_model
+    stage(root, GAN)
+    psnr_meta = load_weights(root / PSNR_DIR / "g_psnr.pt")["meta"]
+    gan_meta = load_weights(root / GAN_DIR / "g_gan.pt")["meta"]
+    assert (psnr_meta["data_consistency"], psnr_meta["clamp_output"]) == (True, False)
+    assert (gan_meta["data_consistency"], gan_meta["clamp_output"]) == (False, True)
+    assert json.loads((root / GAN_DIR / "config.json").read_text())["data_consistency"] is False
+
+    from src.training.sr_models import load_sr_generator
+    lr = torch.from_numpy(np.load(root / "data/prepared/sr/val/lr.npy"))
+    models = {phase: load_sr_generator(root / folder / f"g_{phase}.pt", 4, "kspace", phase, expected=None)
+              for phase, folder in (("psnr", PSNR_DIR), ("gan", GAN_DIR))}
+    with torch.no_grad():
+        redegraded = {phase: degrade(model(lr), 4, "kspace") for phase, model in models.items()}
+        assert models["gan"](lr).abs().max() <= 1
+    assert torch.allclose(redegraded["psnr"], lr, atol=2e-6, rtol=0)
+    # A few steps move the residual's measured band little, but well past the projection's rounding
+    assert (redegraded["gan"] - lr).abs().max() > 5 * 2e-6

@@ -66,16 +66,27 @@ class SRSetup:
     def batch(self, step: int) -> SRBatch:
         return SRBatch(*(self.runtime.batch(c) for c in self.stream.batch(step)))
 
-    def generator(self, cfg: SRTrainConfig) -> SRResNet:
+    def output_layer(self, cfg: SRTrainConfig, phase: str) -> tuple[bool, bool]:
+        """(data consistency, clamp in training) of the phase's G: the PSNR phase's settings, which the GAN phase
+        keeps unless train.sr.gan_data_consistency drops the projection or train.sr.gan_clamp_output adds the clamp.
+        The GAN phase starts from the PSNR model's weights either way: the layers differ only in what follows the
+        network's residual."""
+        if phase == "psnr":
+            return self.data_consistency, cfg.clamp_output
+        return self.data_consistency and cfg.gan_data_consistency, cfg.clamp_output or cfg.gan_clamp_output
+
+    def generator(self, cfg: SRTrainConfig, phase: str) -> SRResNet:
+        data_consistency, clamp_output = self.output_layer(cfg, phase)
         return SRResNet(self.scale, self.degradation, channels=cfg.g_channels, blocks=cfg.g_blocks,
-                        data_consistency=self.data_consistency, clamp_output=cfg.clamp_output,
+                        data_consistency=data_consistency, clamp_output=clamp_output,
                         data_consistency_band=cfg.data_consistency_band)
 
     def model_meta(self, params: Params, phase: str, steps: int, **extra) -> dict:
         """What evaluate_sr (src/evaluation/models.py) rebuilds the network from, and what it was trained on."""
         cfg = params.train.sr
+        data_consistency, clamp_output = self.output_layer(cfg, phase)
         return {"scale": self.scale, "degradation": self.degradation, "channels": cfg.g_channels,
-                "blocks": cfg.g_blocks, "data_consistency": self.data_consistency, "clamp_output": cfg.clamp_output,
+                "blocks": cfg.g_blocks, "data_consistency": data_consistency, "clamp_output": clamp_output,
                 "data_consistency_band": cfg.data_consistency_band, "phase": phase, "steps": steps,
                 META_KEY: sr_provenance(params, phase).as_meta(), **extra}
 

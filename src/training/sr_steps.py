@@ -6,6 +6,7 @@ returns a stats dict; scheduling, logging and checkpoints live in `loop.fit`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import InitVar, dataclass
 
 import torch
@@ -30,6 +31,7 @@ class SRGanSettings:
     lambda_adv: float
     r1_gamma: float
     label_smoothing: float
+    lambda_consistency: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -50,14 +52,19 @@ class SROptimizers:
 
 @dataclass(frozen=True)
 class SRCritics:
-    """The content network of the GAN phase; a positive weight without it fails here."""
+    """The content network of the GAN phase and the data's degradation operator (HR -> LR, for the consistency
+    term); a positive weight without its critic fails here."""
 
     perceptual: nn.Module | None
     settings: InitVar[SRGanSettings]
+    degrade: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __post_init__(self, settings: SRGanSettings) -> None:
         if settings.lambda_percep > 0 and self.perceptual is None:
             raise ValueError(f"train.sr.lambda_percep is {settings.lambda_percep} but no perceptual network was given")
+        if settings.lambda_consistency > 0 and self.degrade is None:
+            raise ValueError(f"train.sr.lambda_consistency is {settings.lambda_consistency} but no degradation "
+                             f"operator was given")
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,7 @@ def g_adversarial_loss(d: nn.Module, sr_img: torch.Tensor, hr_img: torch.Tensor,
 
 def gan_step(nets: SRNets, optimizers: SROptimizers, critics: SRCritics, batch: SRBatch, settings: SRGanSettings,
              runtime: Runtime, *, instance_noise: float, ema_decay: float) -> dict[str, float]:
-    """Phase 2: `d_step` on real HR and detached SR, then G step on L1 + VGG + adversarial.
+    """Phase 2: `d_step` on real HR and detached SR, then G step on L1 + VGG + adversarial (+ consistency).
 
     G runs once; D's update sees `sr_img.detach()` so it cannot flow into G, and scores
     real and fake in one call. Terms with a zero weight are not computed.
@@ -157,7 +164,14 @@ def gan_step(nets: SRNets, optimizers: SROptimizers, critics: SRCritics, batch: 
                 terms["percep"] = critics.perceptual(sr_img, hr_img).float()
             if s.lambda_adv > 0:
                 terms["adv"] = g_adversarial_loss(d_frozen, sr_img, hr_img, s, instance_noise)
-        weights = {"pixel": s.lambda_pixel, "percep": s.lambda_percep, "adv": s.lambda_adv}
+        if s.lambda_consistency > 0:
+            # Frequency separation (Fritsche et al. 2019): D judges the high band, and this L1 holds the band the
+            # LR measures to HR's, both crops degraded alike. The soft form of the data-consistency projection:
+            # a G without the projection (train.sr.gan_data_consistency false) keeps the measured band without
+            # having to keep its ringing, which a clamped G then flattens in the air. In fp32: an FFT.
+            terms["consistency"] = F.l1_loss(critics.degrade(sr_img.float()), critics.degrade(hr_img))
+        weights = {"pixel": s.lambda_pixel, "percep": s.lambda_percep, "adv": s.lambda_adv,
+                   "consistency": s.lambda_consistency}
         g_total = sum((weights[name] * value for name, value in terms.items()), torch.zeros((), device=hr_img.device))
         optimizers.g.zero_grad(set_to_none=True)
         g_total.backward()

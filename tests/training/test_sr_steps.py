@@ -2,14 +2,16 @@
 and the fused GAN step computes what the textbook step computes."""
 
 import copy
+from functools import partial
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import src.training.sr_steps as sr_steps
 from benchmarks.textbook import textbook_sr_gan_step
-from src.data.degrade import naive_upsample
+from src.data.degrade import degrade, naive_upsample
 from src.losses.perceptual import VGGPerceptualLoss
 from src.models.discriminators import PatchDiscriminator
 from src.models.srresnet import SRResNet
@@ -84,6 +86,32 @@ def test_positive_perceptual_weight_without_network_fails_at_construction():
                                       lambda_adv=0.0, r1_gamma=0.0, label_smoothing=0.0)
     with pytest.raises(ValueError, match="train.sr.lambda_percep is 0.1 but no perceptual network"):
         sr_steps.SRCritics(None, settings)
+
+
+def test_consistency_term_holds_the_measured_band_and_ignores_the_rest():
+    """train.sr.lambda_consistency: L1 between SR and HR degraded alike. It is the L1 of the two LR images, and
+    detail HR has above the k-space cut-off (what D judges) leaves it unchanged while the pixel term sees it."""
+    nets, optimizers, _, batch, _ = tiny_setup(guard=False)
+    settings = sr_steps.SRGanSettings(gan_loss="nonsaturating", policy="", lambda_pixel=1.0, lambda_percep=0.0,
+                                      lambda_adv=0.0, r1_gamma=0.0, label_smoothing=0.0, lambda_consistency=1.0)
+    with pytest.raises(ValueError, match="train.sr.lambda_consistency is 1.0 but no degradation operator"):
+        sr_steps.SRCritics(None, settings)
+    critics = sr_steps.SRCritics(None, settings, degrade=partial(degrade, scale=4, degradation="kspace"))
+    with torch.no_grad():
+        expected = F.l1_loss(degrade(nets.g(batch.lr_img, batch.naive_img), 4, "kspace"),
+                             degrade(batch.hr_img, 4, "kspace")).item()
+    high_band = torch.randn(2, 1, 32, 32)
+    high_band = high_band - naive_upsample(degrade(high_band, 4, "kspace"), 4, "kspace")   # nothing below cut-off
+    with_detail = sr_steps.SRBatch(batch.lr_img, batch.naive_img, batch.hr_img + 0.2 * high_band)
+    stats = {}
+    for name, b in (("hr", batch), ("hr_with_detail", with_detail)):
+        twin_nets, twin_optimizers = copy.deepcopy((nets, optimizers))
+        stats[name] = sr_steps.gan_step(twin_nets, twin_optimizers, critics, b, settings, RUNTIME,
+                                        instance_noise=0.0, ema_decay=0.5)
+    assert stats["hr"]["g/consistency"] == pytest.approx(expected, rel=1e-5)
+    assert stats["hr_with_detail"]["g/consistency"] == pytest.approx(expected, rel=1e-4)
+    assert abs(stats["hr_with_detail"]["g/pixel"] - stats["hr"]["g/pixel"]) > 0.01
+    assert stats["hr"]["g/total"] == pytest.approx(stats["hr"]["g/pixel"] + expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("r1", [0.0, 10.0])
