@@ -248,7 +248,10 @@ RUNS: dict[str, dict] = {
             **{"_compress1e-2_adv2e-2_consistency1" + more_suffix: {
                 **COMPRESSED, "train.sr.lambda_adv": 0.02, "train.sr.lambda_consistency": 1.0, **more}
                for more_suffix, more in {"_seed43": {"seed": 43}, "_seed44": {"seed": 44},
-                                         "_gan1280": {"train.sr.gan_steps": 1280}}.items()},
+                                         "_gan1280": {"train.sr.gan_steps": 1280},
+                                         "_vgg34": {"train.sr.vgg_layers": ["relu3_4"]},
+                                         "_highpass2": {"train.sr.d_highpass_sigma": 2.0},
+                                         "_percep0.3": {"train.sr.lambda_percep": 0.3}}.items()},
             "_compress1e-2_adv5e-2_consistency1": {**COMPRESSED, "train.sr.lambda_adv": 0.05,
                                                    "train.sr.lambda_consistency": 1.0},
             "_compress1e-2_adv0_consistency1": {**COMPRESSED, "train.sr.lambda_adv": 0.0,
