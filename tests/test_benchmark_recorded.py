@@ -36,3 +36,12 @@ def test_table_of_a_missing_result_names_the_file_and_exits_2(tmp_path, capsys, 
     assert measure_or_print("Doc.", results, lambda: pytest.fail("measured"), table, threads=1) == 2
     assert str(results) in capsys.readouterr().err
     assert not results.exists()
+
+
+def test_scoring_the_pipeline_models_without_them_names_the_files_and_writes_nothing(tmp_path, monkeypatch):
+    from benchmarks import sr_pipeline_test
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["sr_pipeline_test"])
+    with pytest.raises(SystemExit, match="pipeline/train_sr_psnr/g_psnr.pt, pipeline/train_sr/g_gan.pt: not found"):
+        sr_pipeline_test.main()
+    assert not (tmp_path / sr_pipeline_test.RESULTS).exists()
