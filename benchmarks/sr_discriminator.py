@@ -58,7 +58,7 @@ SR_DATA = PREPARED / "sr"
 PHASE1_KEYS = SR_PSNR_KEYS
 
 # name -> overrides of train.sr (and two benchmark-only D knobs: d_norm, highpass_gain).
-TODAY = {"spectral_norm": True, "d_channels": 32, "d_layers": 3, "d_highpass_sigma": 1.0,
+TODAY = {"spectral_norm": True, "d_channels": 32, "d_layers": 3, "d_highpass_sigma": 1.0, "d_highpass_compress": 0.0,
          "diffaugment": "color,translation,cutout", "lr_d": 4.0e-4, "gan_loss": "nonsaturating"}
 CONFIGS: dict[str, dict] = {
     "today": {},
@@ -89,6 +89,8 @@ CONFIGS: dict[str, dict] = {
     "lsgan": {"gan_loss": "lsgan"},
     "relativistic": {"gan_loss": "relativistic"},   # ESRGAN's RaGAN; accuracy at its own rule (above the other's mean)
     "d_layers_1_relativistic": {"d_layers": 1, "gan_loss": "relativistic"},
+    # The default D since 2026-12-05's last session: one layer, its high-pass read through asinh(x / 0.01)
+    "d_layers_1_compress1e-2": {"d_layers": 1, "d_highpass_compress": 0.01},
 }
 
 
@@ -131,7 +133,8 @@ def build_d(cfg: dict) -> torch.nn.Module:
     d = PatchDiscriminator(1, cfg["d_channels"], cfg["d_layers"], spectral_norm=cfg["spectral_norm"],
                            norm=cfg.get("d_norm"))
     if cfg["d_highpass_sigma"] > 0:
-        return HighPassDiscriminator(d, cfg["d_highpass_sigma"], gain=cfg.get("highpass_gain", 4.0))
+        return HighPassDiscriminator(d, cfg["d_highpass_sigma"], gain=cfg.get("highpass_gain", 4.0),
+                                     compress=cfg["d_highpass_compress"])
     return d
 
 
