@@ -66,6 +66,7 @@ from src.training.distributed import SINGLE
 from src.training.gan_utils import decision_boundary
 from src.training.inference import predict
 from src.training.runtime import make_runtime
+from src.training.sr_setup import generator_layer
 from src.training.sr_steps import (SRBatch, SRCritics, SRGanSettings, SRNets, SROptimizers, ema_decay_at,
                                    d_step, gan_step)
 
@@ -316,10 +317,7 @@ def _run(name: str, overrides: dict, d_warmup: int, d_steps: int, gan_betas, amp
     torch.manual_seed(params.seed)
     # The PSNR model as phase 1 built it, and G as the GAN phase's output layer has it (train.sr.gan_*): the same
     # weights either way.
-    psnr_layer = {"data_consistency": cfg.data_consistency, "clamp_output": cfg.clamp_output,
-                  "data_consistency_band": cfg.data_consistency_band}
-    gan_layer = {**psnr_layer, "data_consistency": cfg.data_consistency and cfg.gan_data_consistency,
-                 "clamp_output": cfg.clamp_output or cfg.gan_clamp_output}
+    psnr_layer, gan_layer = (generator_layer(cfg, cfg.data_consistency, phase) for phase in ("psnr", "gan"))
     g_psnr = SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks, **psnr_layer)
     g_psnr.load_state_dict(load_weights(g_path)["state_dict"])
     # One network's initialisation is drawn from the seeded RNG before D's where the layers agree, two where they

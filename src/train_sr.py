@@ -142,8 +142,8 @@ def train(params: Params, out: Path = OUT, psnr_model: Path = PSNR_MODEL) -> dic
     resolved = {"seed": params.seed, "train": {k: v for k, v in as_dict(train_cfg).items() if k != "cyclegan"},
                 "psnr_model": {"path": str(psnr_model), "sha256": psnr_digest}, "data_meta": setup.meta,
                 "train_fraction": params.data.train_fraction, "train_slices": setup.subset.tolist(),
-                "data_consistency": setup.output_layer(cfg, "gan")[0], "perceptual_backbone": perceptual_backbone,
-                "world_size": dist.world_size}
+                "data_consistency": setup.output_layer(cfg, "gan")["data_consistency"],
+                "perceptual_backbone": perceptual_backbone, "world_size": dist.world_size}
     with training_run(out, state, run_fingerprint, train_cfg.resume, resolved, runtime, total_steps,
                       dist, params.seed) as run:
         if cfg.gan_steps > 0:

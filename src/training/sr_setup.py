@@ -66,29 +66,32 @@ class SRSetup:
     def batch(self, step: int) -> SRBatch:
         return SRBatch(*(self.runtime.batch(c) for c in self.stream.batch(step)))
 
-    def output_layer(self, cfg: SRTrainConfig, phase: str) -> tuple[bool, bool]:
-        """(data consistency, clamp in training) of the phase's G: the PSNR phase's settings, which the GAN phase
-        keeps unless train.sr.gan_data_consistency drops the projection or train.sr.gan_clamp_output adds the clamp.
-        The GAN phase starts from the PSNR model's weights either way: the layers differ only in what follows the
-        network's residual."""
-        if phase == "psnr":
-            return self.data_consistency, cfg.clamp_output
-        return self.data_consistency and cfg.gan_data_consistency, cfg.clamp_output or cfg.gan_clamp_output
+    def output_layer(self, cfg: SRTrainConfig, phase: str) -> dict:
+        return generator_layer(cfg, self.data_consistency, phase)
 
     def generator(self, cfg: SRTrainConfig, phase: str) -> SRResNet:
-        data_consistency, clamp_output = self.output_layer(cfg, phase)
         return SRResNet(self.scale, self.degradation, channels=cfg.g_channels, blocks=cfg.g_blocks,
-                        data_consistency=data_consistency, clamp_output=clamp_output,
-                        data_consistency_band=cfg.data_consistency_band)
+                        **self.output_layer(cfg, phase))
 
     def model_meta(self, params: Params, phase: str, steps: int, **extra) -> dict:
         """What evaluate_sr (src/evaluation/models.py) rebuilds the network from, and what it was trained on."""
         cfg = params.train.sr
-        data_consistency, clamp_output = self.output_layer(cfg, phase)
         return {"scale": self.scale, "degradation": self.degradation, "channels": cfg.g_channels,
-                "blocks": cfg.g_blocks, "data_consistency": data_consistency, "clamp_output": clamp_output,
-                "data_consistency_band": cfg.data_consistency_band, "phase": phase, "steps": steps,
+                "blocks": cfg.g_blocks, **self.output_layer(cfg, phase), "phase": phase, "steps": steps,
                 META_KEY: sr_provenance(params, phase).as_meta(), **extra}
+
+
+def generator_layer(cfg: SRTrainConfig, data_consistency: bool, phase: str) -> dict:
+    """SRResNet's output-layer keywords (projection, clamp in training, band) for `phase` ("psnr" or "gan"), as the
+    saved model's meta records them. data_consistency: whether the data allows the projection at all
+    (`uses_data_consistency`). The GAN phase keeps the PSNR phase's layer unless train.sr.gan_data_consistency drops
+    the projection or train.sr.gan_clamp_output adds the clamp; it starts from the PSNR model's weights either way,
+    since the layers differ only in what follows the network's residual."""
+    if phase == "psnr":
+        projection, clamp = data_consistency, cfg.clamp_output
+    else:
+        projection, clamp = data_consistency and cfg.gan_data_consistency, cfg.clamp_output or cfg.gan_clamp_output
+    return {"data_consistency": projection, "clamp_output": clamp, "data_consistency_band": cfg.data_consistency_band}
 
 
 def sr_setup(params: Params) -> SRSetup:
