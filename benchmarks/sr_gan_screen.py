@@ -322,9 +322,11 @@ def _run(name: str, overrides: dict, d_warmup: int, d_steps: int, gan_betas, amp
     g_psnr.load_state_dict(load_weights(g_path)["state_dict"])
     # One network's initialisation is drawn from the seeded RNG before D's where the layers agree, two where they
     # differ: as each recorded run drew them, so that it reproduces its row (D's initial weights come next).
-    g = (copy.deepcopy(g_psnr) if gan_layer == psnr_layer
-         else SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks, **gan_layer))
-    g.load_state_dict(g_psnr.state_dict())
+    if gan_layer == psnr_layer:
+        g = copy.deepcopy(g_psnr)
+    else:
+        g = SRResNet(scale, degradation, channels=cfg.g_channels, blocks=cfg.g_blocks, **gan_layer)
+        g.load_state_dict(g_psnr.state_dict())
     d = discriminator(cfg) if d_bands is None else LaplacianBandDiscriminator(cfg, d_bands)
     nets = SRNets(g=g, g_ema=copy.deepcopy(g).requires_grad_(False), d=d)
     betas = tuple(gan_betas) if gan_betas is not None else cfg.betas
